@@ -1,0 +1,2 @@
+//! Filesystem blob store (being written).
+pub struct FsBlobStore;

@@ -1,0 +1,143 @@
+//! Where depot keeps what it knows (metadata) and what it made (artifact blobs).
+//!
+//! Two traits, because a second implementation of each is coming (PostgreSQL, S3-compatible
+//! object storage): [`MetaStore`] holds orgs, releases, channels, packages, tokens and audit
+//! events; [`BlobStore`] holds immutable, content-addressed blobs. The embedded defaults are
+//! [`SqliteStore`] and [`FsBlobStore`] under the data directory.
+//!
+//! Both are synchronous: callers on the async runtime use `spawn_blocking`. Blobs are immutable
+//! once written (temp file, fsync, rename), so readers never see one change under them; metadata
+//! changes that must appear together (a package, its checksum line and its signature) are one
+//! transaction.
+
+mod blobs;
+mod records;
+mod sqlite;
+
+pub use blobs::FsBlobStore;
+pub use records::*;
+pub use sqlite::SqliteStore;
+
+use crate::domain::{Channel, EntryName, OrgCode, Sha256, Version};
+use crate::org::{Org, OrgConfig};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("stored data is inconsistent: {0}")]
+    Corrupt(String),
+    #[error("database: {0}")]
+    Database(#[from] rusqlite::Error),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+pub(crate) fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StoreError {
+    let context = context.into();
+    move |source| StoreError::Io { context, source }
+}
+
+/// Blobs are named by the SHA-256 of their content.
+pub type BlobKey = Sha256;
+
+/// A blob being written. Dropping it without `commit` leaves nothing behind.
+pub trait BlobWriter: std::io::Write + Send {
+    /// Flushes and fsyncs the content, then publishes it under its SHA-256 by rename; returns the
+    /// key and the size. Committing content that already exists keeps the existing blob.
+    fn commit(self: Box<Self>) -> Result<(BlobKey, u64)>;
+}
+
+/// Immutable, content-addressed blobs: the payload parts shared by all packages of a release and
+/// platform, and the packs of department-specific package tails.
+pub trait BlobStore: Send + Sync {
+    /// A writer for a new blob; the blob exists only after [`BlobWriter::commit`].
+    fn create(&self) -> Result<Box<dyn BlobWriter>>;
+    /// Reads a whole blob into memory (for small blobs: tails, overlays).
+    fn read(&self, key: &BlobKey) -> Result<Vec<u8>>;
+    /// Reads `len` bytes at `offset`.
+    fn read_range(&self, key: &BlobKey, offset: u64, len: u64) -> Result<Vec<u8>>;
+    /// An open file of the blob, for streaming and memory mapping; `None` when the store is not
+    /// on the local filesystem.
+    fn open_file(&self, key: &BlobKey) -> Result<Option<std::fs::File>>;
+    /// Every stored blob, for `depot verify`.
+    fn list(&self) -> Result<Vec<BlobKey>>;
+    /// Re-hashes a blob and compares it with its key.
+    fn verify(&self, key: &BlobKey) -> Result<bool>;
+    fn size(&self, key: &BlobKey) -> Result<u64>;
+}
+
+/// The metadata store. Every method is one transaction.
+pub trait MetaStore: Send + Sync {
+    // Orgs
+    fn create_org(&self, org: &Org) -> Result<()>;
+    fn get_org(&self, code: &OrgCode) -> Result<Option<Org>>;
+    fn list_orgs(&self) -> Result<Vec<Org>>;
+    /// Replaces the configuration and bumps `updated_at`; returns the stored org.
+    fn update_org_config(&self, code: &OrgCode, config: &OrgConfig, now: i64) -> Result<Org>;
+    fn set_registration_key(
+        &self,
+        code: &OrgCode,
+        key: &crate::domain::RegistrationKey,
+        now: i64,
+    ) -> Result<Org>;
+    /// Removes the org with its overlays, packages and checksums.
+    fn delete_org(&self, code: &OrgCode) -> Result<()>;
+    fn put_overlay(&self, code: &OrgCode, name: &EntryName, bytes: &[u8], now: i64) -> Result<()>;
+    /// Returns false when there was no such file.
+    fn delete_overlay(&self, code: &OrgCode, name: &EntryName, now: i64) -> Result<bool>;
+    /// Sorted by name.
+    fn list_overlays(&self, code: &OrgCode) -> Result<Vec<Overlay>>;
+
+    // Releases and channels
+    fn add_release(&self, release: &Release) -> Result<()>;
+    fn get_release(&self, version: &Version) -> Result<Option<Release>>;
+    /// Newest first.
+    fn list_releases(&self) -> Result<Vec<Release>>;
+    fn yank_release(&self, version: &Version, reason: &str, now: i64) -> Result<Release>;
+    /// Inserts or replaces the rollout of a release on a channel.
+    fn put_rollout(&self, rollout: &Rollout) -> Result<()>;
+    fn get_rollout(&self, version: &Version, channel: &Channel) -> Result<Option<Rollout>>;
+    fn list_rollouts(&self) -> Result<Vec<Rollout>>;
+    fn get_channel(&self, channel: &Channel) -> Result<Option<ChannelSettings>>;
+    fn put_channel(&self, settings: &ChannelSettings) -> Result<()>;
+
+    // Packages
+    /// Publishes a batch atomically: each package replaces the one of the same org, version and
+    /// platform, and each checksums file replaces that of its org and version.
+    fn commit_packages(&self, packages: &[Package], checksums: &[Checksums]) -> Result<()>;
+    fn list_packages(
+        &self,
+        org: Option<&OrgCode>,
+        version: Option<&Version>,
+    ) -> Result<Vec<Package>>;
+    fn get_package(
+        &self,
+        org: &OrgCode,
+        version: &Version,
+        file_name: &str,
+    ) -> Result<Option<Package>>;
+    fn get_checksums(&self, org: &OrgCode, version: &Version) -> Result<Option<Checksums>>;
+
+    // Tokens
+    fn create_token(&self, token: &TokenRecord) -> Result<()>;
+    fn list_tokens(&self) -> Result<Vec<TokenRecord>>;
+    fn find_token(&self, secret_hash: &Sha256) -> Result<Option<TokenRecord>>;
+    /// Returns false when there was no such live token.
+    fn revoke_token(&self, id: &str, now: i64) -> Result<bool>;
+
+    // Audit
+    fn append_audit(&self, event: &AuditEvent) -> Result<()>;
+    fn query_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>>;
+
+    /// A number that changes whenever any other process commits, so in-memory caches of a long
+    /// running server know when to reload (the CLI works on the same store while it serves).
+    fn change_counter(&self) -> Result<u64>;
+}

@@ -1,0 +1,163 @@
+//! The records the metadata store keeps. Plain data; every name in them is a domain type.
+
+use crate::domain::{Channel, EntryName, OrgCode, Platform, Sha256, Version};
+use crate::package::PayloadPart;
+use serde::{Deserialize, Serialize};
+
+/// A file an org adds to its packages (CONTRACT 3), replacing a template output of the same name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Overlay {
+    pub name: EntryName,
+    pub bytes: Vec<u8>,
+    pub updated_at: i64,
+}
+
+/// A client release: one payload per platform.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Release {
+    pub version: Version,
+    pub notes: String,
+    /// Unix seconds; also the timestamp of every entry of its packages.
+    pub created_at: i64,
+    pub payloads: Vec<ReleasePayload>,
+    pub yanked: Option<Yank>,
+}
+
+impl Release {
+    pub fn payload(&self, platform: Platform) -> Option<&PayloadPart> {
+        self.payloads
+            .iter()
+            .find(|p| p.platform == platform)
+            .map(|p| &p.part)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReleasePayload {
+    pub platform: Platform,
+    pub part: PayloadPart,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Yank {
+    pub reason: String,
+    pub at: i64,
+}
+
+/// A release published on a channel, and how far its rollout reaches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Rollout {
+    pub version: Version,
+    pub channel: Channel,
+    /// 0-100.
+    pub percent: u8,
+    pub paused: bool,
+    /// Why it is paused: an admin's action or the automatic halt.
+    pub pause_reason: Option<String>,
+    pub published_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChannelSettings {
+    pub channel: Channel,
+    /// Devices below it get a mandatory update.
+    pub min_version: Option<Version>,
+    pub updated_at: i64,
+}
+
+/// A stretch of a blob. A package is the concatenation of its segments: the payload part shared
+/// by every package of its release and platform, then the package's own tail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Segment {
+    pub blob: Sha256,
+    pub offset: u64,
+    pub len: u64,
+}
+
+/// A built, signed department (or default) installer package.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Package {
+    pub org: OrgCode,
+    pub version: Version,
+    pub platform: Platform,
+    /// `{org}-{version}-{platform}.zip`.
+    pub file_name: String,
+    pub size: u64,
+    pub sha256: Sha256,
+    pub segments: Vec<Segment>,
+    /// The `<package>.minisig` file's text.
+    pub minisig: String,
+    pub config_sha256: Sha256,
+    /// Digest of every input of the build; a rebuild with the same key is skipped.
+    pub build_key: Sha256,
+    pub built_at: i64,
+}
+
+/// `SHA256SUMS` and `SHA256SUMS.minisig` of an org and version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checksums {
+    pub org: OrgCode,
+    pub version: Version,
+    pub text: String,
+    pub minisig: String,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Admin,
+    Partner,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Partner => "partner",
+        }
+    }
+}
+
+/// An API token. Only the SHA-256 of its secret is stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TokenRecord {
+    pub id: String,
+    pub name: String,
+    pub role: Role,
+    /// The org of a partner token.
+    pub org: Option<OrgCode>,
+    #[serde(skip)]
+    pub secret_hash: Sha256,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+/// Who did what, to what, from where, and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditEvent {
+    /// Assigned by the store.
+    pub id: i64,
+    pub at: i64,
+    /// The token name, `cli:<user>` for the command line, `device:<id>` for a device.
+    pub actor: String,
+    pub org: Option<OrgCode>,
+    /// Dotted, e.g. `org.update`, `release.publish`, `package.download`.
+    pub action: String,
+    pub target: String,
+    /// The client address; `local` for the command line.
+    pub address: String,
+    /// Free text such as a yank or halt reason.
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub org: Option<OrgCode>,
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    pub since: Option<i64>,
+    /// Newest first, at most this many (the store caps it).
+    pub limit: Option<u32>,
+}

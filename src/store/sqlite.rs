@@ -1,0 +1,2 @@
+//! SQLite metadata store (being written).
+pub struct SqliteStore;
