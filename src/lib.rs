@@ -7,6 +7,7 @@
 //! publish, build, export, verify) → `server` (HTTP) → `updates` (the rollout decision) →
 //! `agent` (the client). `cli` only parses arguments and calls the library.
 
+pub mod config;
 pub mod domain;
 pub mod org;
 pub mod package;
