@@ -10,6 +10,8 @@
 //! changes that must appear together (a package, its checksum line and its signature) are one
 //! transaction.
 
+#[cfg(test)]
+pub(crate) mod behaviour_tests;
 mod blobs;
 mod records;
 mod sqlite;

@@ -1,0 +1,176 @@
+//! The SQLite schema and its migrations, keyed by `PRAGMA user_version`.
+//!
+//! `MIGRATIONS[i]` takes the schema from version `i` to `i + 1`. A migration, once released, is
+//! never edited: a change is a new entry at the end. Each one runs in its own `IMMEDIATE`
+//! transaction together with the bump of `user_version`, so a crash or a second process opening
+//! the same file at the same moment leaves the schema at one version or the next, never between.
+//!
+//! Tables are `STRICT`, so a value of the wrong type cannot be stored; versions, digests and
+//! names are stored as their canonical text, times as unix seconds, lists as JSON text. Only the
+//! SQL that PostgreSQL also understands is used, apart from `STRICT` and `AUTOINCREMENT`.
+
+use crate::store::{Result, StoreError};
+use rusqlite::{Connection, TransactionBehavior};
+
+pub(super) const MIGRATIONS: &[&str] = &[V1];
+
+const V1: &str = r#"
+-- One row per counter; `changes` moves with every commit of cacheable state (not the audit log).
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) STRICT;
+INSERT INTO meta (key, value) VALUES ('changes', 0);
+
+CREATE TABLE orgs (
+    code             TEXT PRIMARY KEY,
+    name             TEXT NOT NULL,
+    contact_email    TEXT,
+    seats            INTEGER NOT NULL CHECK (seats >= 0),
+    channel          TEXT NOT NULL,
+    pinned_version   TEXT,
+    backup_include   TEXT NOT NULL,  -- JSON array of patterns
+    backup_exclude   TEXT NOT NULL,  -- JSON array of patterns
+    settings         TEXT NOT NULL,  -- JSON object of strings
+    registration_key TEXT NOT NULL UNIQUE,
+    created_at       INTEGER NOT NULL,
+    updated_at       INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE overlays (
+    org        TEXT NOT NULL REFERENCES orgs (code) ON DELETE CASCADE,
+    name       TEXT NOT NULL,
+    bytes      BLOB NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (org, name)
+) STRICT;
+
+-- Versions sort by SemVer precedence, which SQL cannot express; the store sorts them in Rust.
+CREATE TABLE releases (
+    version     TEXT PRIMARY KEY,
+    notes       TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    yank_reason TEXT,
+    yanked_at   INTEGER,
+    CHECK ((yank_reason IS NULL) = (yanked_at IS NULL))
+) STRICT;
+
+CREATE TABLE release_payloads (
+    version   TEXT NOT NULL REFERENCES releases (version) ON DELETE CASCADE,
+    platform  TEXT NOT NULL,
+    file_name TEXT NOT NULL,
+    size      INTEGER NOT NULL,
+    sha256    TEXT NOT NULL,
+    crc32     INTEGER NOT NULL,
+    blob      TEXT NOT NULL,
+    part_len  INTEGER NOT NULL,
+    modified  INTEGER NOT NULL,
+    PRIMARY KEY (version, platform)
+) STRICT;
+
+CREATE TABLE rollouts (
+    version      TEXT NOT NULL REFERENCES releases (version) ON DELETE CASCADE,
+    channel      TEXT NOT NULL,
+    percent      INTEGER NOT NULL CHECK (percent BETWEEN 0 AND 100),
+    paused       INTEGER NOT NULL CHECK (paused IN (0, 1)),
+    pause_reason TEXT,
+    published_at INTEGER NOT NULL,
+    updated_at   INTEGER NOT NULL,
+    PRIMARY KEY (version, channel)
+) STRICT;
+
+CREATE TABLE channels (
+    channel     TEXT PRIMARY KEY,
+    min_version TEXT,
+    updated_at  INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE packages (
+    org           TEXT NOT NULL REFERENCES orgs (code) ON DELETE CASCADE,
+    version       TEXT NOT NULL REFERENCES releases (version) ON DELETE CASCADE,
+    platform      TEXT NOT NULL,
+    file_name     TEXT NOT NULL,
+    size          INTEGER NOT NULL,
+    sha256        TEXT NOT NULL,
+    segments      TEXT NOT NULL,  -- JSON array of {blob, offset, len}
+    minisig       TEXT NOT NULL,
+    config_sha256 TEXT NOT NULL,
+    build_key     TEXT NOT NULL,
+    built_at      INTEGER NOT NULL,
+    PRIMARY KEY (org, version, platform),
+    UNIQUE (org, version, file_name)
+) STRICT;
+CREATE INDEX packages_version ON packages (version);
+
+CREATE TABLE checksums (
+    org        TEXT NOT NULL REFERENCES orgs (code) ON DELETE CASCADE,
+    version    TEXT NOT NULL REFERENCES releases (version) ON DELETE CASCADE,
+    text       TEXT NOT NULL,
+    minisig    TEXT NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (org, version)
+) STRICT;
+
+-- A partner token dies with its org, so that an org re-created under the same code does not
+-- inherit its predecessor's partners.
+CREATE TABLE tokens (
+    id          TEXT PRIMARY KEY,
+    name        TEXT NOT NULL,
+    role        TEXT NOT NULL CHECK (role IN ('admin', 'partner')),
+    org         TEXT REFERENCES orgs (code) ON DELETE CASCADE,
+    secret_hash TEXT NOT NULL UNIQUE,
+    created_at  INTEGER NOT NULL,
+    revoked_at  INTEGER
+) STRICT;
+CREATE INDEX tokens_org ON tokens (org);
+
+-- History outlives what it talks about: no foreign keys.
+CREATE TABLE audit (
+    id      INTEGER PRIMARY KEY AUTOINCREMENT,
+    at      INTEGER NOT NULL,
+    actor   TEXT NOT NULL,
+    org     TEXT,
+    action  TEXT NOT NULL,
+    target  TEXT NOT NULL,
+    address TEXT NOT NULL,
+    detail  TEXT
+) STRICT;
+CREATE INDEX audit_org_at ON audit (org, at);
+CREATE INDEX audit_at ON audit (at);
+"#;
+
+fn user_version(conn: &Connection) -> Result<usize> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    usize::try_from(version).map_err(|_| {
+        StoreError::Corrupt(format!(
+            "the database's schema version {version} is negative"
+        ))
+    })
+}
+
+/// Brings the schema to the latest version; refuses a database from a newer depot.
+pub(super) fn migrate(conn: &mut Connection) -> Result<()> {
+    let latest = MIGRATIONS.len();
+    // Read first without a write lock: the common case, an up-to-date database, takes none.
+    let mut current = user_version(conn)?;
+    while current < latest {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // Read again under the lock: another process may have migrated meanwhile.
+        current = user_version(&tx)?;
+        if current >= latest {
+            break;
+        }
+        tx.execute_batch(MIGRATIONS[current])?;
+        // PRAGMA takes no bound parameters; the value is our own integer.
+        tx.execute_batch(&format!("PRAGMA user_version = {}", current + 1))?;
+        tx.commit()?;
+        current += 1;
+    }
+    if current > latest {
+        return Err(StoreError::Corrupt(format!(
+            "the database has schema version {current}, newer than the {latest} this depot \
+             knows; use the depot release that wrote it, or a newer one"
+        )));
+    }
+    Ok(())
+}
