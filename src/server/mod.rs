@@ -1,0 +1,477 @@
+//! `depot serve`: the HTTP API, downloads and metrics on axum, served by hyper with timeouts,
+//! graceful shutdown and optional TLS (rustls).
+//!
+//! [`router`] builds the whole application from an [`AppState`]; [`serve`] runs it on a bound
+//! listener until a shutdown future resolves, then lets in-flight requests (downloads included)
+//! finish for a bounded time. Routes are registered through [`ApiRouter`], which takes the path
+//! and methods from each handler's `#[utoipa::path]` annotation, so `/openapi.json` cannot drift
+//! from the routes. Handlers run store work on the blocking pool. This module must never answer
+//! bad input with a 5xx, and never serve a byte that did not come from a published blob or a
+//! stored record.
+
+pub mod auth;
+pub mod body;
+pub mod error;
+pub mod extract;
+pub mod metrics;
+pub mod routes;
+
+use crate::store::{BlobStore, MetaStore};
+use auth::TokenCache;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
+use axum::handler::Handler;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{on, MethodFilter};
+use axum::Router;
+use body::BlobMaps;
+use error::ApiError;
+use metrics::Metrics;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tower_http::trace::TraceLayer;
+use utoipa::openapi::path::{HttpMethod, Paths};
+
+/// Errors that stop the server from starting or running.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot read {what} {path}: {source}")]
+    ReadPem {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} holds no {what}")]
+    EmptyPem { what: &'static str, path: PathBuf },
+    #[error("TLS configuration: {0}")]
+    Tls(#[from] rustls::Error),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+}
+
+pub type Result<T> = std::result::Result<T, ServerError>;
+
+/// Limits and timeouts of the server.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Time allowed to read a request's headers (slowloris).
+    pub header_read_timeout: Duration,
+    /// Time allowed to produce a response's headers. A download's body may stream for longer;
+    /// release uploads, which must read their body first, are exempt.
+    pub request_timeout: Duration,
+    /// After shutdown is asked for, in-flight requests get this long to finish.
+    pub shutdown_grace: Duration,
+    /// Largest JSON (or other small) request body.
+    pub max_body_bytes: usize,
+    /// Largest release upload (all its parts together).
+    pub max_upload_bytes: u64,
+    /// Memory maps of blob files kept open.
+    pub mapped_blobs: usize,
+    pub tls: Option<TlsFiles>,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(60),
+            shutdown_grace: Duration::from_secs(30),
+            max_body_bytes: 2 * 1024 * 1024,
+            max_upload_bytes: 4 * 1024 * 1024 * 1024,
+            mapped_blobs: body::DEFAULT_MAPPED_BLOBS,
+            tls: None,
+        }
+    }
+}
+
+/// PEM files of a certificate chain and its private key.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// What every handler shares. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+pub struct Shared {
+    pub meta: Arc<dyn MetaStore>,
+    pub blobs: Arc<dyn BlobStore>,
+    pub tokens: TokenCache,
+    pub maps: BlobMaps,
+    pub metrics: Arc<Metrics>,
+    pub options: ServerOptions,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn new(
+        meta: Arc<dyn MetaStore>,
+        blobs: Arc<dyn BlobStore>,
+        options: ServerOptions,
+    ) -> Self {
+        AppState(Arc::new(Shared {
+            meta,
+            blobs,
+            tokens: TokenCache::default(),
+            maps: BlobMaps::new(options.mapped_blobs),
+            metrics: Arc::new(Metrics::default()),
+            options,
+        }))
+    }
+}
+
+/// Builds routes and their OpenAPI description together, from the handlers' `#[utoipa::path]`
+/// annotations.
+pub struct ApiRouter {
+    router: Router<AppState>,
+    paths: Paths,
+}
+
+impl Default for ApiRouter {
+    fn default() -> Self {
+        Self {
+            router: Router::new(),
+            paths: Paths::new(),
+        }
+    }
+}
+
+impl ApiRouter {
+    /// Serves `handler` at the path and methods its annotation `P` (the `__path_<handler>` type
+    /// that `#[utoipa::path]` generates) declares.
+    pub fn route<P, H, T>(mut self, handler: H) -> Self
+    where
+        P: utoipa::Path,
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        let path = P::path();
+        let methods = P::methods();
+        let filter = methods
+            .iter()
+            .map(method_filter)
+            .reduce(MethodFilter::or)
+            .unwrap_or(MethodFilter::GET);
+        self.router = self.router.route(&path, on(filter, handler));
+        self.paths
+            .add_path_operation(&path, methods, P::operation());
+        self
+    }
+
+    /// Applies a layer to the routes added so far.
+    pub fn layer<L>(mut self, layer: L) -> Self
+    where
+        L: tower::Layer<axum::routing::Route> + Clone + Send + Sync + 'static,
+        L::Service: tower::Service<Request, Error = std::convert::Infallible>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        <L::Service as tower::Service<Request>>::Response: IntoResponse + 'static,
+        <L::Service as tower::Service<Request>>::Future: Send + 'static,
+    {
+        self.router = self.router.route_layer(layer);
+        self
+    }
+
+    pub fn merge(mut self, other: ApiRouter) -> Self {
+        self.router = self.router.merge(other.router);
+        for (path, item) in other.paths.paths {
+            self.paths.paths.insert(path, item);
+        }
+        self
+    }
+}
+
+fn method_filter(method: &HttpMethod) -> MethodFilter {
+    match method {
+        HttpMethod::Get => MethodFilter::GET,
+        HttpMethod::Post => MethodFilter::POST,
+        HttpMethod::Put => MethodFilter::PUT,
+        HttpMethod::Delete => MethodFilter::DELETE,
+        HttpMethod::Options => MethodFilter::OPTIONS,
+        HttpMethod::Head => MethodFilter::HEAD,
+        HttpMethod::Patch => MethodFilter::PATCH,
+        HttpMethod::Trace => MethodFilter::TRACE,
+    }
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "depot", description = "Department installer packages: downloads, orgs, releases, rollouts, tokens, audit."),
+    components(schemas(error::ErrorBody, error::ErrorDetail)),
+    modifiers(&BearerScheme)
+)]
+struct ApiDoc;
+
+struct BearerScheme;
+
+impl utoipa::Modify for BearerScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+            );
+    }
+}
+
+/// The application: every route, its middleware and the OpenAPI document.
+pub fn router(state: AppState) -> Router {
+    let (api, openapi) = api(&state);
+    let json: Arc<str> = openapi.to_json().unwrap_or_default().into();
+    api.layer(axum::Extension(routes::public::OpenApiJson(json)))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state.metrics),
+            metrics::track,
+        ))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// The routes and the OpenAPI document that describes exactly them.
+pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    use routes::{downloads, public};
+    let timed = ApiRouter::default()
+        .route::<public::__path_healthz, _, _>(public::healthz)
+        .route::<public::__path_metrics, _, _>(public::metrics)
+        .route::<public::__path_openapi, _, _>(public::openapi)
+        .route::<downloads::__path_download, _, _>(downloads::download)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            request_timeout,
+        ));
+    let all = timed;
+    let mut openapi = <ApiDoc as utoipa::OpenApi>::openapi();
+    openapi.paths = all.paths;
+    let router = all
+        .router
+        .layer(DefaultBodyLimit::max(state.options.max_body_bytes))
+        .fallback(no_route)
+        .method_not_allowed_fallback(method_not_allowed);
+    (router, openapi)
+}
+
+async fn no_route() -> ApiError {
+    ApiError::NotFound("no such endpoint".into())
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+/// Bounds the time to a response's headers; a download's body streams on afterwards.
+async fn request_timeout(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(state.options.request_timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::Timeout.into_response(),
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+}
+
+/// The TLS acceptor for the given PEM files.
+pub fn tls_acceptor(files: &TlsFiles) -> Result<tokio_rustls::TlsAcceptor> {
+    let read = |what, path: &PathBuf| {
+        std::fs::read(path).map_err(|source| ServerError::ReadPem {
+            what,
+            path: path.clone(),
+            source,
+        })
+    };
+    let cert_pem = read("certificate", &files.cert)?;
+    let certs: Vec<_> = rustls_pemfile::certs(&mut cert_pem.as_slice())
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|source| ServerError::ReadPem {
+            what: "certificate",
+            path: files.cert.clone(),
+            source,
+        })?;
+    if certs.is_empty() {
+        return Err(ServerError::EmptyPem {
+            what: "certificate",
+            path: files.cert.clone(),
+        });
+    }
+    let key_pem = read("private key", &files.key)?;
+    let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
+        .map_err(|source| ServerError::ReadPem {
+            what: "private key",
+            path: files.key.clone(),
+            source,
+        })?
+        .ok_or_else(|| ServerError::EmptyPem {
+            what: "private key",
+            path: files.key.clone(),
+        })?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// A TLS handshake that has not finished by then is dropped.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves `app` on `listener` until `shutdown` resolves, then stops accepting and gives open
+/// connections `options.shutdown_grace` to finish what they are doing.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    options: &ServerOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
+    let tls = options.tls.as_ref().map(tls_acceptor).transpose()?;
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(options.header_read_timeout)
+        .keep_alive(true);
+    // Each connection holds a receiver: the sender tells them to finish, and its `closed()`
+    // resolves when the last one has.
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, address) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let service = connection_service(app.clone(), address);
+        let http = http.clone();
+        let stopping = stopping.clone();
+        match &tls {
+            None => {
+                let connection =
+                    http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                tokio::spawn(run_connection(connection, stopping, address));
+            }
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let stream =
+                        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream))
+                            .await
+                        {
+                            Ok(Ok(stream)) => stream,
+                            Ok(Err(e)) => {
+                                tracing::debug!(error = %e, %address, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => return,
+                        };
+                    let connection =
+                        http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                    run_connection(connection, stopping, address).await;
+                });
+            }
+        }
+    }
+    drop(listener);
+    drop(stopping);
+    tracing::info!(grace = ?options.shutdown_grace, "shutting down; finishing in-flight requests");
+    let _ = stop.send(true);
+    if tokio::time::timeout(options.shutdown_grace, stop.closed())
+        .await
+        .is_err()
+    {
+        tracing::warn!("in-flight requests did not finish in time; closing their connections");
+    }
+    Ok(())
+}
+
+/// Serves one connection; when shutdown is asked for, the request in flight finishes (a download
+/// to its last byte) and the connection then closes instead of waiting for another.
+async fn run_connection<I, S>(
+    connection: hyper::server::conn::http1::Connection<I, S>,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+    address: SocketAddr,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::HttpService<hyper::body::Incoming>,
+    S::ResBody: 'static,
+    <S::ResBody as http_body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    tokio::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        _ = stopping.changed() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, %address, "connection ended with an error");
+    }
+}
+
+/// The per-connection service: the router, with the client address every request can read.
+fn connection_service(
+    app: Router,
+    address: SocketAddr,
+) -> impl hyper::service::Service<
+    hyper::Request<hyper::body::Incoming>,
+    Response = Response,
+    Error = std::convert::Infallible,
+    Future = impl Future<Output = std::result::Result<Response, std::convert::Infallible>> + Send,
+> + Clone {
+    hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+        request.extensions_mut().insert(ConnectInfo(address));
+        tower::ServiceExt::oneshot(app.clone(), request.map(axum::body::Body::new))
+    })
+}

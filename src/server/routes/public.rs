@@ -1,0 +1,44 @@
+//! Public endpoints without a token: health, metrics, the OpenAPI document.
+
+use crate::server::AppState;
+use axum::extract::State;
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use std::sync::Arc;
+
+/// The OpenAPI document, serialized once when the router is built.
+#[derive(Clone)]
+pub struct OpenApiJson(pub Arc<str>);
+
+#[utoipa::path(get, path = "/healthz", tag = "public",
+    responses((status = 200, description = "The server answers and its metadata store works", content_type = "text/plain")))]
+pub async fn healthz(
+    State(state): State<AppState>,
+) -> crate::server::error::ApiResult<&'static str> {
+    let meta = Arc::clone(&state.meta);
+    tokio::task::spawn_blocking(move || meta.change_counter()).await??;
+    Ok("ok\n")
+}
+
+#[utoipa::path(get, path = "/metrics", tag = "public",
+    responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain")))]
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let mut response = state.metrics.render().into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
+}
+
+#[utoipa::path(get, path = "/openapi.json", tag = "public",
+    responses((status = 200, description = "This API, as OpenAPI 3.1", content_type = "application/json")))]
+pub async fn openapi(Extension(OpenApiJson(json)): Extension<OpenApiJson>) -> Response {
+    let mut response = json.to_string().into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
