@@ -11,4 +11,5 @@ pub mod config;
 pub mod domain;
 pub mod org;
 pub mod package;
+pub mod signing;
 pub mod store;
