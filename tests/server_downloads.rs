@@ -528,3 +528,19 @@ fn shutdown_lets_an_in_flight_download_finish() {
         "still accepting after shutdown"
     );
 }
+
+#[test]
+fn repeated_bad_tokens_are_rate_limited() {
+    let (app, _) = spawn_app();
+    for _ in 0..20 {
+        assert_eq!(app.get(PHYSICS_LINUX, Some("depot_guess")).status(), 401);
+    }
+    let response = app.get(PHYSICS_LINUX, Some(PHYSICS));
+    assert_eq!(response.status(), 429);
+    assert_error_json(&response.text().unwrap(), Some("rate_limited"));
+    assert_eq!(
+        app.get(DEFAULT_LINUX, None).status(),
+        200,
+        "public downloads need no token and are not blocked"
+    );
+}

@@ -17,7 +17,7 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::RwLock;
 
 /// Longer presented secrets are refused before hashing; real ones are about 50 characters.
@@ -169,30 +169,53 @@ fn bearer_secret(headers: &HeaderMap) -> ApiResult<Option<String>> {
 }
 
 /// The caller the request's credentials name: `None` when it presents none, 401 when they are
-/// unknown, revoked or malformed.
-pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> ApiResult<Option<Caller>> {
+/// unknown, revoked or malformed, 429 when its address has presented too many bad ones lately.
+pub async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    address: Option<IpAddr>,
+) -> ApiResult<Option<Caller>> {
     let Some(secret) = bearer_secret(headers)? else {
         return Ok(None);
     };
+    if address.is_some_and(|a| state.auth_failures.is_blocked(a)) {
+        return Err(ApiError::RateLimited(
+            "too many bad tokens from this address; try again later".into(),
+        ));
+    }
     let hash = Sha256::digest(secret.as_bytes());
-    let state = state.clone();
-    let token = tokio::task::spawn_blocking(move || state.tokens.find(state.meta.as_ref(), &hash))
-        .await??;
+    let shared = state.clone();
+    let token =
+        tokio::task::spawn_blocking(move || shared.tokens.find(shared.meta.as_ref(), &hash))
+            .await??;
     // Device tokens (updates issue) are resolved here too, when no API token matched.
-    token
-        .as_ref()
-        .and_then(Caller::from_token)
-        .map(Some)
-        .ok_or_else(|| ApiError::Unauthorized("unknown or revoked token".into()))
+    match token.as_ref().and_then(Caller::from_token) {
+        Some(caller) => Ok(Some(caller)),
+        None => {
+            if let Some(address) = address {
+                state.auth_failures.record_failure(address);
+            }
+            Err(ApiError::Unauthorized("unknown or revoked token".into()))
+        }
+    }
+}
+
+fn peer(parts: &Parts) -> Option<IpAddr> {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(a)| a.ip())
 }
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Self> {
-        authenticate(state, &parts.headers).await?.ok_or_else(|| {
-            ApiError::Unauthorized("this needs a token: Authorization: Bearer <token>".into())
-        })
+        authenticate(state, &parts.headers, peer(parts))
+            .await?
+            .ok_or_else(|| {
+                ApiError::Unauthorized("this needs a token: Authorization: Bearer <token>".into())
+            })
     }
 }
 
@@ -201,7 +224,7 @@ impl OptionalFromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Option<Self>> {
-        authenticate(state, &parts.headers).await
+        authenticate(state, &parts.headers, peer(parts)).await
     }
 }
 

@@ -13,6 +13,7 @@ pub mod auth;
 pub mod body;
 pub mod error;
 pub mod extract;
+pub mod limit;
 pub mod metrics;
 pub mod routes;
 
@@ -98,6 +99,10 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
+/// Bad tokens an address may present per window before it is answered 429.
+const AUTH_FAILURES_PER_WINDOW: u32 = 20;
+const AUTH_FAILURE_WINDOW: Duration = Duration::from_secs(60);
+
 /// What every handler shares. Cheap to clone.
 #[derive(Clone)]
 pub struct AppState(Arc<Shared>);
@@ -106,6 +111,8 @@ pub struct Shared {
     pub meta: Arc<dyn MetaStore>,
     pub blobs: Arc<dyn BlobStore>,
     pub tokens: TokenCache,
+    /// Addresses presenting bad tokens.
+    pub auth_failures: limit::FailureLimiter,
     pub maps: BlobMaps,
     pub metrics: Arc<Metrics>,
     pub options: ServerOptions,
@@ -128,6 +135,10 @@ impl AppState {
             meta,
             blobs,
             tokens: TokenCache::default(),
+            auth_failures: limit::FailureLimiter::new(
+                AUTH_FAILURES_PER_WINDOW,
+                AUTH_FAILURE_WINDOW,
+            ),
             maps: BlobMaps::new(options.mapped_blobs),
             metrics: Arc::new(Metrics::default()),
             options,
@@ -243,7 +254,15 @@ pub fn router(state: AppState) -> Router {
             Arc::clone(&state.metrics),
             metrics::track,
         ))
-        .layer(TraceLayer::new_for_http())
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_response(
+                    tower_http::trace::DefaultOnResponse::new()
+                        .level(tracing::Level::INFO)
+                        .latency_unit(tower_http::LatencyUnit::Millis),
+                ),
+        )
         .with_state(state)
 }
 
@@ -268,6 +287,22 @@ pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed);
     (router, openapi)
+}
+
+/// One span per request: method, path (never the query or headers, which may carry secrets)
+/// and client address; the response line is logged at INFO inside it.
+fn request_span(request: &Request) -> tracing::Span {
+    let address = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(a)| a.ip().to_string())
+        .unwrap_or_default();
+    tracing::info_span!(
+        "request",
+        method = %request.method(),
+        path = %request.uri().path(),
+        %address,
+    )
 }
 
 async fn no_route() -> ApiError {
