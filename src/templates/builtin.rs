@@ -21,4 +21,5 @@ pub(super) const FILES: &[(&str, &[u8])] = embed![
     "windows/detect-user.ps1",
     "windows/install.cmd",
     "windows/install.ps1.tera",
+    "windows/uninstall.ps1.tera",
 ];

@@ -181,7 +181,7 @@ fn windows_install_passes_settings_to_msiexec() {
 fn hostile_values_stay_inside_their_literals() {
     let set = TemplateSet::builtin();
     let mut org = org();
-    let hostile = "O'Brien’s \"lab\" $(touch /tmp/pwned) `id` ${HOME} \\ & ; | * ü";
+    let hostile = "O'Brien’s \"lab\" #> $(touch /tmp/pwned) `id` ${HOME} \\ & ; | * ü";
     org.config.name = hostile.into();
     org.config
         .settings
@@ -201,8 +201,14 @@ fn hostile_values_stay_inside_their_literals() {
         assert_eq!(props["DEPOT_ORG"], "physics");
         match platform.os() {
             Os::Windows => {
+                // The value never appears unquoted: a raw copy would hold its lone `'`.
+                for script in ["install.ps1", "uninstall.ps1"] {
+                    assert!(!text(&files, script).contains(hostile), "{script}");
+                }
                 let ps = text(&files, "install.ps1");
-                assert!(ps.contains("$OrgName        = 'O''Brien’’s \"lab\" $(touch /tmp/pwned)"));
+                assert!(
+                    ps.contains("$OrgName        = 'O''Brien’’s \"lab\" #> $(touch /tmp/pwned)")
+                );
             }
             os => {
                 let name = if os == Os::Macos {
@@ -211,6 +217,7 @@ fn hostile_values_stay_inside_their_literals() {
                     "install.sh"
                 };
                 let script = text(&files, name);
+                assert!(!script.contains(hostile), "{name}");
                 assert!(script.contains(&format!("ORG_NAME={}\n", filters::sh_quote(hostile))));
                 let Some(bash) = &bash else { continue };
                 // The quoted assignments evaluate back to the original values.
