@@ -7,9 +7,18 @@
 //! publish, build, export, verify) → `server` (HTTP) → `updates` (the rollout decision) →
 //! `agent` (the client). `cli` only parses arguments and calls the library.
 
+pub mod agent;
+pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod domain;
 pub mod org;
 pub mod package;
+pub mod server;
+pub mod service;
+pub mod setup;
 pub mod signing;
 pub mod store;
+pub mod telemetry;
+pub mod templates;
+pub mod updates;

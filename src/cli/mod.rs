@@ -1,0 +1,142 @@
+//! The `depot` command line (CONTRACT 5). It parses arguments and calls the library; it holds no
+//! logic of its own beyond presenting results.
+
+mod admin;
+mod orgs;
+mod output;
+mod releases;
+mod serve;
+
+use crate::config::{Overrides, Settings};
+use crate::domain::{Channel, OrgCode, Platform, Version};
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "depot",
+    version,
+    about = "Builds, signs and serves department installer packages and drives client updates"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct GlobalArgs {
+    /// The config file (default ./depot.toml when present).
+    #[arg(long, global = true, env = "DEPOT_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// The data directory (default ./artifacts).
+    #[arg(long, global = true, env = "DEPOT_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// The installer templates (default ./installer-templates).
+    #[arg(long, global = true, env = "DEPOT_TEMPLATES")]
+    pub templates: Option<PathBuf>,
+    /// The metadata database URL (default sqlite://<data-dir>/depot.db).
+    #[arg(long, global = true, env = "DEPOT_DATABASE")]
+    pub database: Option<String>,
+    /// Where artifacts live (default file://<data-dir>).
+    #[arg(long, global = true, env = "DEPOT_ARTIFACTS")]
+    pub artifacts: Option<String>,
+    /// The minisign secret key (default ./keys/depot.key).
+    #[arg(long, global = true, env = "DEPOT_SIGNING_KEY")]
+    pub signing_key: Option<PathBuf>,
+    /// The URL clients reach the server at; it goes into every package.
+    #[arg(long, global = true, env = "DEPOT_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Machine-readable output for list and show commands.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+impl GlobalArgs {
+    pub fn settings(&self) -> anyhow::Result<Settings> {
+        Ok(Settings::resolve(&Overrides {
+            config: self.config.clone(),
+            data_dir: self.data_dir.clone(),
+            templates: self.templates.clone(),
+            database: self.database.clone(),
+            artifacts: self.artifacts.clone(),
+            signing_key: self.signing_key.clone(),
+            public_url: self.public_url.clone(),
+        })?)
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Config, signing keypair, built-in templates and an empty data dir; never overwrites a key.
+    Init,
+    /// A self-contained demo in a fresh temporary directory: payloads, orgs, releases, tokens.
+    Demo(admin::DemoArgs),
+    /// Serves the API, downloads and portal.
+    Serve(serve::ServeArgs),
+    /// Orgs (departments): add, list, show, set, remove, rotate-key.
+    #[command(subcommand)]
+    Org(orgs::OrgCommand),
+    /// Client releases: add, list, show, publish, rollout, yank.
+    #[command(subcommand)]
+    Release(releases::ReleaseCommand),
+    /// Channel settings.
+    #[command(subcommand)]
+    Channel(releases::ChannelCommand),
+    /// Builds packages whose inputs changed (all published releases and orgs by default).
+    Build(BuildArgs),
+    /// API tokens: create, list, revoke.
+    #[command(subcommand)]
+    Token(admin::TokenCommand),
+    /// The signing key.
+    #[command(subcommand)]
+    Key(admin::KeyCommand),
+    /// Writes an org's packages of a release with SHA256SUMS and signatures into a directory.
+    Export(ExportArgs),
+    /// Re-hashes every stored artifact and checks every signature; non-zero on any mismatch.
+    Verify,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    #[arg(long)]
+    pub release: Option<Version>,
+    #[arg(long)]
+    pub org: Option<OrgCode>,
+    #[arg(long)]
+    pub platform: Option<Platform>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[arg(long)]
+    pub org: OrgCode,
+    #[arg(long)]
+    pub release: Version,
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let global = &cli.global;
+    match cli.command {
+        Command::Init => admin::init(global),
+        Command::Demo(args) => admin::demo(global, args),
+        Command::Serve(args) => serve::command(global, args),
+        Command::Org(cmd) => orgs::run(global, cmd),
+        Command::Release(cmd) => releases::run(global, cmd),
+        Command::Channel(cmd) => releases::run_channel(global, cmd),
+        Command::Build(args) => releases::build(global, args),
+        Command::Token(cmd) => admin::token(global, cmd),
+        Command::Key(cmd) => admin::key(global, cmd),
+        Command::Export(args) => admin::export(global, args),
+        Command::Verify => admin::verify(global),
+    }
+}
+
+/// Parses a channel given on the command line.
+pub(crate) fn channel_arg(s: &str) -> Result<Channel, String> {
+    Channel::parse(s).map_err(|e| e.to_string())
+}

@@ -1,0 +1,69 @@
+//! `depot serve`: opens the store named by the settings and serves it until SIGTERM or Ctrl-C.
+
+use crate::config::Settings;
+use crate::server::{router, serve, shutdown_signal, AppState, ServerOptions, TlsFiles};
+use crate::service::Depot;
+use anyhow::Context;
+use clap::Args;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (default 127.0.0.1:8080, or `listen` in depot.toml).
+    #[arg(long, env = "DEPOT_LISTEN")]
+    pub listen: Option<String>,
+    /// PEM certificate chain; serves HTTPS with --tls-key.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+pub fn command(global: &super::GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
+    let settings = global.settings()?;
+    let listen = args
+        .listen
+        .or_else(|| settings.listen.clone())
+        .unwrap_or_else(|| crate::config::DEFAULT_LISTEN.to_string());
+    let tls = match (args.tls_cert, args.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+        _ => None,
+    };
+    run(&settings, &listen, tls)
+}
+
+/// Serves the depot of `settings` on `listen` until a shutdown signal.
+pub fn run(settings: &Settings, listen: &str, tls: Option<TlsFiles>) -> anyhow::Result<()> {
+    crate::telemetry::init_server();
+    let depot = Arc::new(Depot::open(settings)?);
+    let options = ServerOptions {
+        tls,
+        max_upload_bytes: settings.max_upload_bytes,
+        ..ServerOptions::default()
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        let address = listener.local_addr()?;
+        let scheme = if options.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        tracing::info!(%address, "depot serving on {scheme}://{address}");
+        eprintln!("depot serving on {scheme}://{address} (Ctrl-C to stop)");
+        let state = AppState::new(
+            Arc::clone(depot.meta()),
+            Arc::clone(depot.blobs()),
+            options.clone(),
+        );
+        serve(listener, router(state), &options, shutdown_signal()).await?;
+        anyhow::Ok(())
+    })
+}

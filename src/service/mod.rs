@@ -1,0 +1,207 @@
+//! The operations of depot, shared by the command line, the HTTP API and the portal.
+//!
+//! `Depot` owns the stores, the templates and the signing key, and every state change goes
+//! through one of its methods, which records an audit event naming the actor. Methods are
+//! synchronous and may block (hashing, zip, SQLite): the server calls them through
+//! `spawn_blocking`. Nothing here knows about HTTP or clap.
+
+mod build;
+mod export;
+mod lock;
+mod orgs;
+mod releases;
+mod tokens;
+mod verify;
+pub mod views;
+
+pub use build::{BuildReport, BuildScope, BuiltPackage, NoProgress, Progress};
+pub use export::ExportedFile;
+pub use releases::{PayloadSource, MAX_NOTES_LEN};
+pub use tokens::{hash_token, NewToken};
+pub use verify::VerifyReport;
+
+use crate::config::{ArtifactsUrl, DatabaseUrl, Settings};
+use crate::domain::{DomainError, OrgCode};
+use crate::org::OrgError;
+use crate::signing::{PublicKey, SigningError, SigningKey};
+use crate::store::{AuditEvent, BlobStore, FsBlobStore, MetaStore, SqliteStore, StoreError};
+use crate::templates::{TemplateError, TemplateSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Name(#[from] DomainError),
+    #[error(transparent)]
+    Org(#[from] OrgError),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Unsupported(String),
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    #[error(transparent)]
+    Package(#[from] crate::package::PackageError),
+    #[error(transparent)]
+    Signing(#[from] SigningError),
+    #[error(transparent)]
+    Store(StoreError),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(what) => ServiceError::NotFound(what),
+            StoreError::Conflict(msg) => ServiceError::Conflict(msg),
+            other => ServiceError::Store(other),
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, ServiceError>;
+
+pub(crate) fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServiceError {
+    let context = context.into();
+    move |source| ServiceError::Io { context, source }
+}
+
+/// Who asks for a change, and from where: what the audit log records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    /// A token's name, `cli:<user>`, or `device:<id>`.
+    pub name: String,
+    /// The client address, or `local` for the command line.
+    pub address: String,
+}
+
+impl Actor {
+    /// The person running the command line on this machine.
+    pub fn cli() -> Self {
+        let user = std::env::var("SUDO_USER")
+            .or_else(|_| std::env::var("USER"))
+            .unwrap_or_else(|_| "unknown".into());
+        Actor {
+            name: format!("cli:{user}"),
+            address: "local".into(),
+        }
+    }
+}
+
+/// The time now, in unix seconds.
+pub fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+pub struct Depot {
+    meta: Arc<dyn MetaStore>,
+    blobs: Arc<dyn BlobStore>,
+    templates: TemplateSet,
+    key: SigningKey,
+    public_url: String,
+    lock_dir: PathBuf,
+    data_dir: PathBuf,
+    /// Hash states of payload parts already read: a long-running server rebuilds an org's
+    /// packages without another pass over the payloads. Blobs are immutable, so entries never go stale.
+    part_digests: std::sync::Mutex<
+        std::collections::HashMap<crate::domain::Sha256, crate::signing::StreamDigest>,
+    >,
+}
+
+impl Depot {
+    /// Opens the stores and loads the key and templates named by the settings. The templates
+    /// directory is used when it exists; otherwise the built-in defaults are.
+    pub fn open(settings: &Settings) -> Result<Self> {
+        std::fs::create_dir_all(&settings.data_dir).map_err(io_err(format!(
+            "cannot create data dir {}",
+            settings.data_dir.display()
+        )))?;
+        let meta: Arc<dyn MetaStore> = match &settings.database {
+            DatabaseUrl::Sqlite(path) => Arc::new(SqliteStore::open(path)?),
+            DatabaseUrl::Postgres(_) => {
+                return Err(ServiceError::Unsupported(
+                    "PostgreSQL metadata (--database postgres://...) is not available in this build; use sqlite://".into(),
+                ))
+            }
+        };
+        let blobs: Arc<dyn BlobStore> = match &settings.artifacts {
+            ArtifactsUrl::File(dir) => Arc::new(FsBlobStore::open(dir)?),
+            ArtifactsUrl::S3 { .. } => return Err(ServiceError::Unsupported(
+                "S3 artifacts (--artifacts s3://...) are not available in this build; use file://"
+                    .into(),
+            )),
+        };
+        let key = SigningKey::load(&settings.signing_key)?;
+        let templates = if settings.templates.is_dir() {
+            TemplateSet::load(&settings.templates)?
+        } else {
+            TemplateSet::builtin()
+        };
+        let depot = Depot {
+            meta,
+            blobs,
+            templates,
+            key,
+            public_url: settings.public_url.clone(),
+            lock_dir: settings.data_dir.join("locks"),
+            data_dir: settings.data_dir.clone(),
+            part_digests: Default::default(),
+        };
+        depot.ensure_default_org()?;
+        Ok(depot)
+    }
+
+    pub fn meta(&self) -> &Arc<dyn MetaStore> {
+        &self.meta
+    }
+
+    pub fn blobs(&self) -> &Arc<dyn BlobStore> {
+        &self.blobs
+    }
+
+    pub fn public_key(&self) -> PublicKey {
+        self.key.public_key()
+    }
+
+    pub fn signing_key(&self) -> &SigningKey {
+        &self.key
+    }
+
+    pub fn public_url(&self) -> &str {
+        &self.public_url
+    }
+
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.data_dir
+    }
+
+    pub(crate) fn audit(
+        &self,
+        actor: &Actor,
+        org: Option<&OrgCode>,
+        action: &str,
+        target: &str,
+        detail: Option<String>,
+    ) -> Result<()> {
+        self.meta.append_audit(&AuditEvent {
+            id: 0,
+            at: now(),
+            actor: actor.name.clone(),
+            org: org.cloned(),
+            action: action.to_string(),
+            target: target.to_string(),
+            address: actor.address.clone(),
+            detail,
+        })?;
+        Ok(())
+    }
+}

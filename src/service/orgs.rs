@@ -1,0 +1,217 @@
+//! Orgs: creation, configuration, overlay files and registration keys. Every change that a
+//! package carries rebuilds that org's packages of the published releases.
+
+use super::{now, Actor, BuildReport, BuildScope, Depot, NoProgress, Result, ServiceError};
+use crate::domain::{EntryName, OrgCode, RegistrationKey};
+use crate::org::{Org, OrgConfig, MAX_OVERLAY_FILES, MAX_OVERLAY_FILE_SIZE};
+
+impl Depot {
+    /// The central org exists from the start: its packages are the public default installers.
+    pub(crate) fn ensure_default_org(&self) -> Result<()> {
+        let code = OrgCode::default_org();
+        if self.meta.get_org(&code)?.is_some() {
+            return Ok(());
+        }
+        let mut config = OrgConfig::new("Default installers")?;
+        config.seats = 0;
+        let org = Org {
+            code,
+            registration_key: RegistrationKey::generate(),
+            config,
+            created_at: now(),
+            updated_at: now(),
+        };
+        match self.meta.create_org(&org) {
+            // Another process created it between the two calls.
+            Ok(()) | Err(crate::store::StoreError::Conflict(_)) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub fn org(&self, code: &OrgCode) -> Result<Org> {
+        self.meta
+            .get_org(code)?
+            .ok_or_else(|| ServiceError::NotFound(format!("org {code}")))
+    }
+
+    /// Creates an org with a fresh registration key and builds its packages of every published
+    /// release.
+    pub fn add_org(
+        &self,
+        actor: &Actor,
+        code: &OrgCode,
+        config: OrgConfig,
+    ) -> Result<(Org, BuildReport)> {
+        let at = now();
+        let org = Org {
+            code: code.clone(),
+            registration_key: RegistrationKey::generate(),
+            config,
+            created_at: at,
+            updated_at: at,
+        };
+        self.meta.create_org(&org)?;
+        self.audit(
+            actor,
+            Some(code),
+            "org.create",
+            code.as_str(),
+            Some(org.config.name.clone()),
+        )?;
+        let report = self.rebuild_org(code)?;
+        Ok((org, report))
+    }
+
+    pub fn update_org(
+        &self,
+        actor: &Actor,
+        code: &OrgCode,
+        config: OrgConfig,
+    ) -> Result<(Org, BuildReport)> {
+        let org = self.meta.update_org_config(code, &config, now())?;
+        self.audit(actor, Some(code), "org.update", code.as_str(), None)?;
+        let report = self.rebuild_org(code)?;
+        Ok((org, report))
+    }
+
+    /// A new registration key: new enrollments need it at once; enrolled devices keep working.
+    pub fn rotate_key(&self, actor: &Actor, code: &OrgCode) -> Result<(Org, BuildReport)> {
+        let org = self
+            .meta
+            .set_registration_key(code, &RegistrationKey::generate(), now())?;
+        self.audit(actor, Some(code), "org.rotate_key", code.as_str(), None)?;
+        let report = self.rebuild_org(code)?;
+        Ok((org, report))
+    }
+
+    pub fn remove_org(&self, actor: &Actor, code: &OrgCode) -> Result<()> {
+        if code.is_default() {
+            return Err(ServiceError::Conflict(
+                "the default org cannot be removed".into(),
+            ));
+        }
+        self.meta.delete_org(code)?;
+        self.audit(actor, Some(code), "org.delete", code.as_str(), None)
+    }
+
+    pub fn put_overlay(
+        &self,
+        actor: &Actor,
+        code: &OrgCode,
+        name: &EntryName,
+        bytes: &[u8],
+    ) -> Result<BuildReport> {
+        let existing = self.meta.list_overlays(code)?;
+        check_overlay(name, bytes)?;
+        if existing.len() >= MAX_OVERLAY_FILES && !existing.iter().any(|o| &o.name == name) {
+            return Err(ServiceError::Invalid(format!(
+                "an org may hold at most {MAX_OVERLAY_FILES} overlay files"
+            )));
+        }
+        self.org(code)?;
+        self.write_overlay(actor, code, name, bytes)?;
+        self.rebuild_org(code)
+    }
+
+    pub fn delete_overlay(
+        &self,
+        actor: &Actor,
+        code: &OrgCode,
+        name: &EntryName,
+    ) -> Result<BuildReport> {
+        if !self.meta.delete_overlay(code, name, now())? {
+            return Err(ServiceError::NotFound(format!(
+                "overlay file {name} of org {code}"
+            )));
+        }
+        self.audit(actor, Some(code), "org.overlay.delete", name.as_str(), None)?;
+        self.rebuild_org(code)
+    }
+
+    /// Replaces the configuration and the whole set of overlay files, then rebuilds once
+    /// (`depot org set --file`). Everything is checked before anything is written.
+    pub fn replace_org(
+        &self,
+        actor: &Actor,
+        code: &OrgCode,
+        config: OrgConfig,
+        overlays: &[(EntryName, Vec<u8>)],
+    ) -> Result<(Org, BuildReport)> {
+        if overlays.len() > MAX_OVERLAY_FILES {
+            return Err(ServiceError::Invalid(format!(
+                "an org may hold at most {MAX_OVERLAY_FILES} overlay files"
+            )));
+        }
+        for (name, bytes) in overlays {
+            check_overlay(name, bytes)?;
+        }
+        let org = self.meta.update_org_config(code, &config, now())?;
+        self.audit(actor, Some(code), "org.update", code.as_str(), None)?;
+        let existing = self.meta.list_overlays(code)?;
+        for (name, bytes) in overlays {
+            if !existing
+                .iter()
+                .any(|o| &o.name == name && &o.bytes == bytes)
+            {
+                self.write_overlay(actor, code, name, bytes)?;
+            }
+        }
+        for stale in existing
+            .iter()
+            .filter(|o| !overlays.iter().any(|(n, _)| n == &o.name))
+        {
+            self.meta.delete_overlay(code, &stale.name, now())?;
+            self.audit(
+                actor,
+                Some(code),
+                "org.overlay.delete",
+                stale.name.as_str(),
+                None,
+            )?;
+        }
+        let report = self.rebuild_org(code)?;
+        Ok((org, report))
+    }
+
+    fn write_overlay(
+        &self,
+        actor: &Actor,
+        code: &OrgCode,
+        name: &EntryName,
+        bytes: &[u8],
+    ) -> Result<()> {
+        self.meta.put_overlay(code, name, bytes, now())?;
+        self.audit(
+            actor,
+            Some(code),
+            "org.overlay.put",
+            name.as_str(),
+            Some(format!("{} bytes", bytes.len())),
+        )
+    }
+
+    fn rebuild_org(&self, code: &OrgCode) -> Result<BuildReport> {
+        self.build_unaudited(
+            &BuildScope {
+                org: Some(code.clone()),
+                ..Default::default()
+            },
+            &NoProgress,
+        )
+    }
+}
+
+fn check_overlay(name: &EntryName, bytes: &[u8]) -> Result<()> {
+    if bytes.len() > MAX_OVERLAY_FILE_SIZE {
+        return Err(ServiceError::Invalid(format!(
+            "overlay file {name} is {} bytes; the limit is {MAX_OVERLAY_FILE_SIZE}",
+            bytes.len()
+        )));
+    }
+    if name.as_str() == crate::package::PackageDescriptor::FILE_NAME {
+        return Err(ServiceError::Invalid(format!(
+            "{name} is written by depot and cannot be replaced"
+        )));
+    }
+    Ok(())
+}
