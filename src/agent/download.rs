@@ -244,3 +244,185 @@ pub fn verify_package(
     })?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::http::ServerUrl;
+    use crate::agent::test_server::{Route, TestServer};
+    use crate::signing::SigningKey;
+
+    struct Fixture {
+        server: TestServer,
+        client: ServerClient,
+        bytes: Vec<u8>,
+        sha256: Sha256,
+        key: SigningKey,
+        minisig: String,
+        _tmp: tempfile::TempDir,
+        paths: DownloadPaths,
+        url: String,
+    }
+
+    fn fixture(size: usize) -> Fixture {
+        let bytes: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
+        let sha256 = Sha256::digest(&bytes);
+        let key = SigningKey::generate();
+        let minisig = key.sign(&bytes, "file:pkg.zip");
+        let server = TestServer::start();
+        server.route(
+            "GET",
+            "/v1/download/physics/1.0.0/pkg.zip",
+            Route::File {
+                bytes: bytes.clone(),
+                etag: format!("\"{sha256}\""),
+            },
+        );
+        let client = ServerClient::new(ServerUrl::parse(&server.url).unwrap(), Some("tok".into()));
+        let tmp = tempfile::tempdir().unwrap();
+        let paths = DownloadPaths::new(tmp.path(), "pkg.zip");
+        let url = client
+            .base()
+            .resolve("/v1/download/physics/1.0.0/pkg.zip")
+            .unwrap();
+        Fixture {
+            server,
+            client,
+            bytes,
+            sha256,
+            key,
+            minisig,
+            _tmp: tmp,
+            paths,
+            url,
+        }
+    }
+
+    #[test]
+    fn downloads_and_verifies_with_the_token() {
+        let f = fixture(300_000);
+        let size = f.bytes.len() as u64;
+        assert_eq!(download(&f.client, &f.url, &f.paths, size).unwrap(), size);
+        verify_package(
+            &f.paths.part,
+            size,
+            &f.sha256,
+            &f.key.public_key(),
+            &f.minisig,
+        )
+        .unwrap();
+        let requests = f.server.requests_to("/v1/download/physics/1.0.0/pkg.zip");
+        assert_eq!(requests.len(), 1);
+        assert_eq!(
+            requests[0].headers.get("authorization").map(String::as_str),
+            Some("Bearer tok")
+        );
+        assert!(!requests[0].headers.contains_key("range"));
+        // A complete file from an earlier run is not fetched again.
+        assert_eq!(download(&f.client, &f.url, &f.paths, size).unwrap(), 0);
+    }
+
+    #[test]
+    fn an_interrupted_download_resumes_with_range_and_if_range() {
+        let f = fixture(500_000);
+        let size = f.bytes.len() as u64;
+        f.server.behaviour.lock().unwrap().cut_next_file_after = Some(123_456);
+        let err = download(&f.client, &f.url, &f.paths, size).unwrap_err();
+        assert!(matches!(err, AgentError::Network { .. }), "{err}");
+        assert_eq!(fs::metadata(&f.paths.part).unwrap().len(), 123_456);
+
+        let fetched = download(&f.client, &f.url, &f.paths, size).unwrap();
+        assert_eq!(fetched, size - 123_456);
+        let requests = f.server.requests_to("/v1/download/physics/1.0.0/pkg.zip");
+        assert_eq!(requests.len(), 2);
+        assert_eq!(requests[1].headers["range"], "bytes=123456-");
+        assert_eq!(requests[1].headers["if-range"], format!("\"{}\"", f.sha256));
+        assert_eq!(fs::read(&f.paths.part).unwrap(), f.bytes);
+        verify_package(
+            &f.paths.part,
+            size,
+            &f.sha256,
+            &f.key.public_key(),
+            &f.minisig,
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn a_changed_file_is_fetched_whole_instead_of_spliced() {
+        let f = fixture(10_000);
+        let size = f.bytes.len() as u64;
+        // A partial file whose ETag no longer matches: the server answers 200 with everything.
+        fs::write(&f.paths.part, vec![0xAA; 4000]).unwrap();
+        fs::write(&f.paths.etag, "\"an-older-etag\"").unwrap();
+        assert_eq!(download(&f.client, &f.url, &f.paths, size).unwrap(), size);
+        assert_eq!(fs::read(&f.paths.part).unwrap(), f.bytes);
+        // A partial file longer than the offer starts over as well.
+        fs::write(&f.paths.part, vec![0; 20_000]).unwrap();
+        assert_eq!(download(&f.client, &f.url, &f.paths, size).unwrap(), size);
+        assert_eq!(fs::read(&f.paths.part).unwrap(), f.bytes);
+    }
+
+    #[test]
+    fn a_flipped_byte_or_a_foreign_signature_is_refused() {
+        let f = fixture(50_000);
+        let size = f.bytes.len() as u64;
+        f.server.behaviour.lock().unwrap().flip_byte_at = Some(40_000);
+        download(&f.client, &f.url, &f.paths, size).unwrap();
+        let err = verify_package(
+            &f.paths.part,
+            size,
+            &f.sha256,
+            &f.key.public_key(),
+            &f.minisig,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("sha256 mismatch"), "{err}");
+
+        // Right bytes, right digest, but signed by another key.
+        fs::write(&f.paths.part, &f.bytes).unwrap();
+        let other = SigningKey::generate().sign(&f.bytes, "file:pkg.zip");
+        let err = verify_package(&f.paths.part, size, &f.sha256, &f.key.public_key(), &other)
+            .unwrap_err();
+        assert!(err.to_string().contains("pinned key"), "{err}");
+        let err = verify_package(
+            &f.paths.part,
+            size + 1,
+            &f.sha256,
+            &f.key.public_key(),
+            &f.minisig,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("size mismatch"), "{err}");
+    }
+
+    #[test]
+    fn a_body_longer_than_the_offer_is_cut_and_refused() {
+        let f = fixture(10_000);
+        let err = download(&f.client, &f.url, &f.paths, 5_000).unwrap_err();
+        assert!(matches!(err, AgentError::PackageRejected { .. }), "{err}");
+        assert!(!f.paths.part.exists());
+    }
+
+    #[test]
+    fn refusals_of_the_server_are_typed() {
+        let f = fixture(10);
+        let missing = f
+            .client
+            .base()
+            .resolve("/v1/download/physics/9.9.9/x.zip")
+            .unwrap();
+        let err = download(&f.client, &missing, &f.paths, 10).unwrap_err();
+        assert!(
+            matches!(err, AgentError::HttpStatus { status: 404, .. }),
+            "{err}"
+        );
+        f.server.json("GET", "/gone", 401, &serde_json::json!({}));
+        let gone = f.client.base().resolve("/gone").unwrap();
+        let err = download(&f.client, &gone, &f.paths, 10).unwrap_err();
+        assert!(
+            matches!(err, AgentError::Deactivated { status: 401, .. }),
+            "{err}"
+        );
+    }
+}

@@ -110,6 +110,13 @@ impl ServerUrl {
     }
 }
 
+impl std::str::FromStr for ServerUrl {
+    type Err = AgentError;
+    fn from_str(s: &str) -> Result<Self> {
+        Self::parse(s)
+    }
+}
+
 impl std::fmt::Display for ServerUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.base)

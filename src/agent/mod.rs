@@ -15,15 +15,21 @@
 //! the only commit point, and an uncommitted switch of `current` is undone on the next run.
 
 mod download;
+mod enroll;
 mod http;
 mod install;
 mod properties;
 mod state;
+mod status;
+#[cfg(test)]
+mod test_server;
 mod unpack;
 
+pub use enroll::{enroll, this_platform, EnrollOptions, EnrollOutcome, HostFacts};
 pub use http::ServerUrl;
 pub use properties::{DeployProperties, Properties, PropertiesError, MAX_PROPERTIES_BYTES};
 pub use state::{AgentState, StateDir};
+pub use status::{status, AgentStatus};
 pub use unpack::{unpack_zip, UnpackLimits};
 
 use std::path::{Path, PathBuf};
@@ -94,4 +100,32 @@ impl AgentError {
             source,
         }
     }
+}
+
+/// Holds `DIR/agent.lock` for as long as it lives: one agent at a time works on a state
+/// directory (a service and a manual `--once` may overlap). The OS releases the lock when the
+/// process dies, so a crash never leaves the directory locked.
+struct DirLock {
+    _file: std::fs::File,
+}
+
+fn lock(dir: &StateDir) -> Result<DirLock> {
+    let path = dir.lock_file();
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(AgentError::io("opening", &path))?;
+    match file.try_lock() {
+        Ok(()) => Ok(DirLock { _file: file }),
+        Err(std::fs::TryLockError::WouldBlock) => Err(AgentError::Locked {
+            dir: dir.root().to_path_buf(),
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(AgentError::io("locking", &path)(e)),
+    }
+}
+
+fn unix_now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
 }
