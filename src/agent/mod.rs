@@ -19,6 +19,7 @@ mod enroll;
 mod http;
 mod install;
 mod properties;
+mod run;
 mod state;
 mod status;
 #[cfg(test)]
@@ -28,6 +29,7 @@ mod unpack;
 pub use enroll::{enroll, this_platform, EnrollOptions, EnrollOutcome, HostFacts};
 pub use http::ServerUrl;
 pub use properties::{DeployProperties, Properties, PropertiesError, MAX_PROPERTIES_BYTES};
+pub use run::{run, run_once, RunOptions, RunOutcome};
 pub use state::{AgentState, StateDir};
 pub use status::{status, AgentStatus};
 pub use unpack::{unpack_zip, UnpackLimits};
