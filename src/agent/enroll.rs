@@ -155,6 +155,10 @@ pub fn enroll(dir: &Path, opts: &EnrollOptions) -> Result<EnrollOutcome> {
         }
     };
     let dir = StateDir::new(dir);
+    dir.create()?;
+    // Held across the check below and the write of the new state: two concurrent enrollments
+    // of one directory must not register two devices.
+    let _lock = lock(&dir)?;
     if dir.exists() {
         let state = dir.load()?;
         if state.server_url != server.as_str() {
@@ -205,8 +209,6 @@ pub fn enroll(dir: &Path, opts: &EnrollOptions) -> Result<EnrollOutcome> {
     };
     let host = opts.host.clone().unwrap_or_else(HostFacts::detect);
 
-    dir.create()?;
-    let _lock = lock(&dir)?;
     let client = ServerClient::new(server.clone(), None);
     let answer = client.post_json(
         "/v1/devices/enroll",
