@@ -84,9 +84,11 @@ pub fn prepare(
 
     let mut orgs = Vec::new();
     for (code, config, overlays) in sample_orgs()? {
-        depot.add_org(&actor, &code, config.clone())?;
+        if !code.is_default() {
+            depot.add_org(&actor, &code, config.clone())?;
+            orgs.push(code.clone());
+        }
         depot.replace_org(&actor, &code, config, &overlays)?;
-        orgs.push(code);
     }
 
     let payload_dir = dir.join("payloads");
@@ -175,10 +177,19 @@ fn sample_orgs() -> Result<Vec<SampleOrg>> {
             .chain(extra_exclude.iter().map(|s| s.to_string()))
             .collect(),
     };
-    let settings = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+    // The backup service's own server and each org's deployment policy (FIELD-NOTES).
+    let settings = |policy: &str, pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
         crate::org::default_settings()
             .into_iter()
-            .chain(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+            .chain(
+                [
+                    ("DEPLOYMENT_URL", "https://backup.example.edu:4285"),
+                    ("DEPLOYMENT_POLICY_TOKEN", policy),
+                ]
+                .into_iter()
+                .chain(pairs.iter().copied())
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+            )
             .collect()
     };
     let org = |code: &str, input: OrgConfigInput| -> Result<(OrgCode, OrgConfig)> {
@@ -196,7 +207,10 @@ fn sample_orgs() -> Result<Vec<SampleOrg>> {
                 "(?i).*\\.(h5|hdf5|fits|root)$",
                 "(?i).*/(scratch|simulation-output)/.*",
             ]),
-            settings: settings(&[("backup.frequency_minutes", "60")]),
+            settings: settings(
+                "5f0c2a9e-8d41-4c3b-9a7e-2b6d1e4f8a10",
+                &[("backup.frequency_minutes", "60")],
+            ),
         },
     )?;
     let (medicine, medicine_config) = org(
@@ -208,7 +222,10 @@ fn sample_orgs() -> Result<Vec<SampleOrg>> {
             channel: Some("stable".into()),
             pinned_version: None,
             backup: with(&["(?i).*/Epic/Temp/.*", "(?i).*\\.(dcm|nii)$"]),
-            settings: settings(&[("DEVICE_CLOAKED", "true"), ("backup.retention_days", "365")]),
+            settings: settings(
+                "b7e3d5c1-2f6a-4e89-8c0d-9a1b3c5e7f24",
+                &[("DEVICE_CLOAKED", "true"), ("backup.retention_days", "365")],
+            ),
         },
     )?;
     let (library, library_config) = org(
@@ -220,12 +237,25 @@ fn sample_orgs() -> Result<Vec<SampleOrg>> {
             channel: Some("stable".into()),
             pinned_version: None,
             backup: with(&["(?i).*/Zotero/storage/.*\\.pdf$"]),
-            settings: settings(&[]),
+            settings: settings("0d9a8b7c-6e5f-4a3b-8c2d-1e0f9a8b7c6d", &[]),
+        },
+    )?;
+    let (default, default_config) = org(
+        "default",
+        OrgConfigInput {
+            name: "Default installers (central IT)".into(),
+            contact_email: Some("desktop-engineering@example.edu".into()),
+            seats: Some(0),
+            channel: Some("stable".into()),
+            pinned_version: None,
+            backup: base.clone(),
+            settings: settings("9c1e7a3f-0b2d-4f6e-a8c4-3d5b7e9f1a2c", &[]),
         },
     )?;
     let detect_user = EntryName::parse("detect-user.sh")?;
     let library_script = b"#!/bin/sh\n# Library: staff log in with their CNetID; student workers share lab accounts and are not backed up.\nuser=$(stat -f%Su /dev/console 2>/dev/null || who | awk 'NR==1{print $1}')\ncase \"$user\" in\n  ''|root|_mbsetupuser|labstudent*) exit 1 ;;\nesac\necho \"AGENT_USERNAME=${user}@example.edu\"\necho \"AGENT_USER_HOME=$(eval echo ~\"$user\")\"\n".to_vec();
     Ok(vec![
+        (default, default_config, vec![]),
         (physics, physics_config, vec![]),
         (medicine, medicine_config, vec![]),
         (library, library_config, vec![(detect_user, library_script)]),

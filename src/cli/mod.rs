@@ -2,6 +2,7 @@
 //! logic of its own beyond presenting results.
 
 mod admin;
+mod agent;
 mod orgs;
 mod output;
 mod releases;
@@ -96,6 +97,9 @@ pub enum Command {
     Export(ExportArgs),
     /// Re-hashes every stored artifact and checks every signature; non-zero on any mismatch.
     Verify,
+    /// The client updater: enroll, run, status.
+    #[command(subcommand)]
+    Agent(agent::AgentCommand),
 }
 
 #[derive(Debug, Args)]
@@ -133,6 +137,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Key(cmd) => admin::key(global, cmd),
         Command::Export(args) => admin::export(global, args),
         Command::Verify => admin::verify(global),
+        Command::Agent(cmd) => agent::run(global, cmd),
     }
 }
 
