@@ -413,7 +413,7 @@ fn partial_file(dir: &std::path::Path, name: &str, bytes: &[u8], cut: usize) -> 
 
 #[test]
 fn curl_resumes_an_interrupted_download() {
-    if !tool_available("curl") {
+    if !tool_available("curl", "--version") {
         return;
     }
     let (app, f) = spawn_app();
@@ -447,7 +447,7 @@ fn curl_resumes_an_interrupted_download() {
 
 #[test]
 fn wget_resumes_an_interrupted_download() {
-    if !tool_available("wget") {
+    if !tool_available("wget", "--version") {
         return;
     }
     let (app, f) = spawn_app();

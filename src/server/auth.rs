@@ -12,7 +12,7 @@ use super::error::{ApiError, ApiResult};
 use super::AppState;
 use crate::domain::{OrgCode, Sha256};
 use crate::store::{MetaStore, Role, TokenRecord};
-use axum::extract::{ConnectInfo, FromRequestParts, OptionalFromRequestParts};
+use axum::extract::{ConnectInfo, FromRef, FromRequestParts, OptionalFromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
 use std::collections::HashMap;
@@ -207,10 +207,15 @@ fn peer(parts: &Parts) -> Option<IpAddr> {
         .map(|ConnectInfo(a)| a.ip())
 }
 
-impl FromRequestParts<AppState> for Caller {
+impl<S> FromRequestParts<S> for Caller
+where
+    AppState: FromRef<S>,
+    S: Send + Sync,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Self> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> ApiResult<Self> {
+        let state = &AppState::from_ref(state);
         authenticate(state, &parts.headers, peer(parts))
             .await?
             .ok_or_else(|| {
@@ -220,10 +225,15 @@ impl FromRequestParts<AppState> for Caller {
 }
 
 /// `Option<Caller>`: anonymous callers are `None`; bad credentials are still 401.
-impl OptionalFromRequestParts<AppState> for Caller {
+impl<S> OptionalFromRequestParts<S> for Caller
+where
+    AppState: FromRef<S>,
+    S: Send + Sync,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Option<Self>> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> ApiResult<Option<Self>> {
+        let state = &AppState::from_ref(state);
         authenticate(state, &parts.headers, peer(parts)).await
     }
 }

@@ -6,6 +6,7 @@
 //! this module must never put a path, a SQL message or a secret into a response.
 
 use crate::domain::DomainError;
+use crate::service::ServiceError;
 use crate::store::StoreError;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -172,6 +173,20 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::Name(e) => ApiError::Invalid(e.to_string()),
+            ServiceError::Org(e) => ApiError::Invalid(e.to_string()),
+            ServiceError::Invalid(message) => ApiError::Invalid(message),
+            ServiceError::NotFound(what) => ApiError::not_found(what),
+            ServiceError::Conflict(message) => ApiError::Conflict(message),
+            // Templates, packaging, signing, storage: the server's own state, not the request.
+            other => ApiError::internal(other),
+        }
+    }
+}
+
 impl From<tokio::task::JoinError> for ApiError {
     fn from(e: tokio::task::JoinError) -> Self {
         ApiError::internal(e)
@@ -202,6 +217,18 @@ impl From<axum::extract::rejection::PathRejection> for ApiError {
 impl From<axum::extract::rejection::QueryRejection> for ApiError {
     fn from(r: axum::extract::rejection::QueryRejection) -> Self {
         ApiError::BadRequest(r.body_text())
+    }
+}
+
+impl From<axum::extract::multipart::MultipartRejection> for ApiError {
+    fn from(r: axum::extract::multipart::MultipartRejection) -> Self {
+        ApiError::UnsupportedMediaType(r.body_text())
+    }
+}
+
+impl From<axum::extract::multipart::MultipartError> for ApiError {
+    fn from(e: axum::extract::multipart::MultipartError) -> Self {
+        body_rejection(e.status(), e.body_text())
     }
 }
 

@@ -17,6 +17,7 @@ pub mod limit;
 pub mod metrics;
 pub mod routes;
 
+use crate::service::Depot;
 use crate::store::{BlobStore, MetaStore};
 use auth::TokenCache;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
@@ -110,6 +111,9 @@ pub struct AppState(Arc<Shared>);
 pub struct Shared {
     pub meta: Arc<dyn MetaStore>,
     pub blobs: Arc<dyn BlobStore>,
+    /// The operations behind the API; without it only downloads, releases and infrastructure
+    /// endpoints are served.
+    pub depot: Option<Arc<Depot>>,
     pub tokens: TokenCache,
     /// Addresses presenting bad tokens.
     pub auth_failures: limit::FailureLimiter,
@@ -126,14 +130,31 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
+    /// A server of the whole API over `depot`.
+    pub fn with_depot(depot: Arc<Depot>, options: ServerOptions) -> Self {
+        let (meta, blobs) = (Arc::clone(depot.meta()), Arc::clone(depot.blobs()));
+        Self::build(meta, blobs, Some(depot), options)
+    }
+
+    /// A read-only server of downloads and releases straight from the stores.
     pub fn new(
         meta: Arc<dyn MetaStore>,
         blobs: Arc<dyn BlobStore>,
         options: ServerOptions,
     ) -> Self {
+        Self::build(meta, blobs, None, options)
+    }
+
+    fn build(
+        meta: Arc<dyn MetaStore>,
+        blobs: Arc<dyn BlobStore>,
+        depot: Option<Arc<Depot>>,
+        options: ServerOptions,
+    ) -> Self {
         AppState(Arc::new(Shared {
             meta,
             blobs,
+            depot,
             tokens: TokenCache::default(),
             auth_failures: limit::FailureLimiter::new(
                 AUTH_FAILURES_PER_WINDOW,
@@ -144,16 +165,35 @@ impl AppState {
             options,
         }))
     }
+
+    /// Build durations go into `/metrics`; the service reports them here.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+}
+
+/// The state of the routes that change things: the shared state plus the service, which is
+/// always there, so handlers never check for it.
+#[derive(Clone)]
+pub struct ApiState {
+    pub app: AppState,
+    pub depot: Arc<Depot>,
+}
+
+impl axum::extract::FromRef<ApiState> for AppState {
+    fn from_ref(state: &ApiState) -> AppState {
+        state.app.clone()
+    }
 }
 
 /// Builds routes and their OpenAPI description together, from the handlers' `#[utoipa::path]`
 /// annotations.
-pub struct ApiRouter {
-    router: Router<AppState>,
+pub struct ApiRouter<S = AppState> {
+    router: Router<S>,
     paths: Paths,
 }
 
-impl Default for ApiRouter {
+impl<S: Clone + Send + Sync + 'static> Default for ApiRouter<S> {
     fn default() -> Self {
         Self {
             router: Router::new(),
@@ -162,13 +202,13 @@ impl Default for ApiRouter {
     }
 }
 
-impl ApiRouter {
+impl<S: Clone + Send + Sync + 'static> ApiRouter<S> {
     /// Serves `handler` at the path and methods its annotation `P` (the `__path_<handler>` type
     /// that `#[utoipa::path]` generates) declares.
     pub fn route<P, H, T>(mut self, handler: H) -> Self
     where
         P: utoipa::Path,
-        H: Handler<T, AppState>,
+        H: Handler<T, S>,
         T: 'static,
     {
         let path = P::path();
@@ -200,13 +240,38 @@ impl ApiRouter {
         self
     }
 
-    pub fn merge(mut self, other: ApiRouter) -> Self {
+    pub fn merge(mut self, other: ApiRouter<S>) -> Self {
         self.router = self.router.merge(other.router);
         for (path, item) in other.paths.paths {
-            self.paths.paths.insert(path, item);
+            match self.paths.paths.get_mut(&path) {
+                Some(existing) => merge_path_item(existing, item),
+                None => {
+                    self.paths.paths.insert(path, item);
+                }
+            }
         }
         self
     }
+
+    /// Provides the state, giving a router that fits any other.
+    pub fn with_state<S2>(self, state: S) -> ApiRouter<S2> {
+        ApiRouter {
+            router: self.router.with_state(state),
+            paths: self.paths,
+        }
+    }
+}
+
+/// Two routers may serve different methods of one path.
+fn merge_path_item(into: &mut utoipa::openapi::PathItem, from: utoipa::openapi::PathItem) {
+    into.get = into.get.take().or(from.get);
+    into.put = into.put.take().or(from.put);
+    into.post = into.post.take().or(from.post);
+    into.delete = into.delete.take().or(from.delete);
+    into.options = into.options.take().or(from.options);
+    into.head = into.head.take().or(from.head);
+    into.patch = into.patch.take().or(from.patch);
+    into.trace = into.trace.take().or(from.trace);
 }
 
 fn method_filter(method: &HttpMethod) -> MethodFilter {
@@ -225,7 +290,17 @@ fn method_filter(method: &HttpMethod) -> MethodFilter {
 #[derive(utoipa::OpenApi)]
 #[openapi(
     info(title = "depot", description = "Department installer packages: downloads, orgs, releases, rollouts, tokens, audit."),
-    components(schemas(error::ErrorBody, error::ErrorDetail)),
+    components(schemas(
+        error::ErrorBody, error::ErrorDetail,
+        crate::service::views::OrgView, crate::service::views::PackageView,
+        crate::service::views::ReleaseView, crate::service::views::PayloadView,
+        crate::service::views::ChannelRolloutView, crate::service::views::YankView,
+        crate::service::views::TokenView, crate::service::views::AuditView,
+        routes::BuildSummary, routes::orgs::NewOrg, routes::orgs::OrgUpdate, routes::orgs::OverlayView,
+        routes::releases::PublishRequest, routes::releases::PublishView, routes::releases::RolloutRequest,
+        routes::releases::YankRequest, routes::releases::ChannelRequest, routes::releases::ChannelView,
+        routes::tokens::NewTokenRequest, routes::tokens::CreatedToken,
+    )),
     modifiers(&BearerScheme)
 )]
 struct ApiDoc;
@@ -268,17 +343,51 @@ pub fn router(state: AppState) -> Router {
 
 /// The routes and the OpenAPI document that describes exactly them.
 pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    use routes::{downloads, public};
-    let timed = ApiRouter::default()
+    use routes::{audit, downloads, orgs, public, releases, tokens};
+    let timeout = || axum::middleware::from_fn_with_state(state.clone(), request_timeout);
+    let mut all = ApiRouter::<AppState>::default()
         .route::<public::__path_healthz, _, _>(public::healthz)
         .route::<public::__path_metrics, _, _>(public::metrics)
         .route::<public::__path_openapi, _, _>(public::openapi)
         .route::<downloads::__path_download, _, _>(downloads::download)
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            request_timeout,
-        ));
-    let all = timed;
+        .route::<releases::__path_list_releases, _, _>(releases::list_releases)
+        .route::<releases::__path_show_release, _, _>(releases::show_release)
+        .layer(timeout());
+    if let Some(depot) = &state.depot {
+        let api_state = ApiState {
+            app: state.clone(),
+            depot: Arc::clone(depot),
+        };
+        let managed = ApiRouter::<ApiState>::default()
+            .route::<public::__path_signing_key, _, _>(public::signing_key)
+            .route::<orgs::__path_list_orgs, _, _>(orgs::list_orgs)
+            .route::<orgs::__path_create_org, _, _>(orgs::create_org)
+            .route::<orgs::__path_get_org, _, _>(orgs::get_org)
+            .route::<orgs::__path_put_org, _, _>(orgs::put_org)
+            .route::<orgs::__path_delete_org, _, _>(orgs::delete_org)
+            .route::<orgs::__path_rotate_key, _, _>(orgs::rotate_key)
+            .route::<orgs::__path_delete_file, _, _>(orgs::delete_file)
+            .route::<orgs::__path_list_packages, _, _>(orgs::list_packages)
+            .route::<releases::__path_rollout, _, _>(releases::rollout)
+            .route::<releases::__path_yank, _, _>(releases::yank)
+            .route::<releases::__path_put_channel, _, _>(releases::put_channel)
+            .route::<tokens::__path_create_token, _, _>(tokens::create_token)
+            .route::<tokens::__path_list_tokens, _, _>(tokens::list_tokens)
+            .route::<tokens::__path_revoke_token, _, _>(tokens::revoke_token)
+            .route::<audit::__path_query_audit, _, _>(audit::query_audit)
+            .layer(timeout());
+        let overlay = ApiRouter::<ApiState>::default()
+            .route::<orgs::__path_put_file, _, _>(orgs::put_file)
+            .layer(DefaultBodyLimit::max(crate::org::MAX_OVERLAY_FILE_SIZE))
+            .layer(timeout());
+        // Uploads read their whole body and publishing builds every org's packages: both may
+        // rightly take longer than the request timeout.
+        let long = ApiRouter::<ApiState>::default()
+            .route::<releases::__path_upload_release, _, _>(releases::upload_release)
+            .layer(DefaultBodyLimit::disable())
+            .route::<releases::__path_publish, _, _>(releases::publish);
+        all = all.merge(managed.merge(overlay).merge(long).with_state(api_state));
+    }
     let mut openapi = <ApiDoc as utoipa::OpenApi>::openapi();
     openapi.paths = all.paths;
     let router = all

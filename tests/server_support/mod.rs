@@ -405,9 +405,9 @@ pub fn spawn_app() -> (TestApp, Fixtures) {
 
 /// Whether an external tool is present; when it is not, the test fails under CI=true and is
 /// skipped (with a reason printed) otherwise.
-pub fn tool_available(tool: &str) -> bool {
+pub fn tool_available(tool: &str, version_flag: &str) -> bool {
     let found = std::process::Command::new(tool)
-        .arg("--version")
+        .arg(version_flag)
         .output()
         .is_ok_and(|o| o.status.success());
     if !found {
@@ -427,5 +427,145 @@ pub fn assert_error_json(body: &str, code: Option<&str>) {
     assert!(json["error"]["message"].is_string(), "{body}");
     if let Some(code) = code {
         assert_eq!(got, code, "{body}");
+    }
+}
+
+/// A server of the whole API over a real `Depot` (keys, built-in templates, SQLite, blobs) with
+/// orgs physics (stable) and chemistry (beta), release 11.2.1 published on stable with linux and
+/// windows payloads, and tokens.
+pub struct FullApp {
+    pub app: TestApp,
+    pub depot: Arc<depot::service::Depot>,
+    pub admin: String,
+    pub physics: String,
+    pub chemistry: String,
+}
+
+pub fn spawn_full_app_with(options: ServerOptions) -> FullApp {
+    use depot::service::{Actor, Depot, NoProgress, PayloadSource};
+    let dir = tempfile::tempdir().unwrap();
+    let settings = depot::demo::settings_for(dir.path(), "http://127.0.0.1:8080");
+    depot::setup::init(&settings, false).unwrap();
+    let depot = Arc::new(Depot::open(&settings).unwrap());
+    let actor = Actor {
+        name: "test".into(),
+        address: "local".into(),
+    };
+    for (code, channel) in [("physics", "stable"), ("chemistry", "beta")] {
+        let mut config = OrgConfig::new(&format!("Department of {code}")).unwrap();
+        config.channel = Channel::parse(channel).unwrap();
+        config.seats = 50;
+        depot
+            .add_org(&actor, &OrgCode::parse(code).unwrap(), config)
+            .unwrap();
+    }
+    let payloads = dir.path().join("payloads");
+    std::fs::create_dir_all(&payloads).unwrap();
+    let mut sources = Vec::new();
+    for (platform, name) in [
+        (Platform::LinuxX86_64, "client-linux.tgz"),
+        (Platform::WindowsX86_64, "client.msi"),
+    ] {
+        let path = payloads.join(name);
+        std::fs::write(&path, pattern(200_000, name.len() as u8)).unwrap();
+        sources.push(PayloadSource::from_path(platform, path).unwrap());
+    }
+    let version = Version::parse("11.2.1").unwrap();
+    depot
+        .add_release(&actor, &version, &sources, "First release.")
+        .unwrap();
+    depot
+        .publish(&actor, &version, &Channel::stable(), 100, &NoProgress)
+        .unwrap();
+    let token = |role, org: Option<&str>, name: &str| {
+        depot
+            .create_token(
+                &actor,
+                role,
+                org.map(|o| OrgCode::parse(o).unwrap()),
+                Some(name.into()),
+            )
+            .unwrap()
+            .secret
+    };
+    let admin = token(Role::Admin, None, "desktop-eng");
+    let physics = token(Role::Partner, Some("physics"), "physics-it");
+    let chemistry = token(Role::Partner, Some("chemistry"), "chemistry-it");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let state = AppState::with_depot(Arc::clone(&depot), options.clone());
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let address = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = runtime.spawn(async move {
+        serve(listener, router(state), &options, async {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap();
+    });
+    let app = TestApp {
+        address,
+        base: format!("http://{address}"),
+        dir,
+        meta: Arc::clone(depot.meta()),
+        blobs: Arc::clone(depot.blobs()),
+        shutdown: Some(tx),
+        server: Some(server),
+        runtime,
+    };
+    FullApp {
+        app,
+        depot,
+        admin,
+        physics,
+        chemistry,
+    }
+}
+
+pub fn spawn_full_app() -> FullApp {
+    spawn_full_app_with(options())
+}
+
+impl FullApp {
+    /// Sends a request with an optional token and JSON body; returns status and body text.
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        json: Option<serde_json::Value>,
+    ) -> (u16, String) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut request = self.app.client().request(method, self.app.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(json) = json {
+            request = request.json(&json);
+        }
+        let response = request.send().unwrap();
+        let status = response.status().as_u16();
+        (status, response.text().unwrap())
+    }
+
+    pub fn json(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<serde_json::Value>,
+    ) -> serde_json::Value {
+        let (status, text) = self.call(method, path, token, body);
+        assert!(
+            (200..300).contains(&status),
+            "{method} {path}: {status} {text}"
+        );
+        serde_json::from_str(&text).unwrap()
     }
 }

@@ -16,6 +16,7 @@ use crate::server::body::DownloadBody;
 use crate::server::error::{ApiError, ApiResult};
 use crate::server::extract::ApiPath;
 use crate::server::AppState;
+use crate::service::views::newest_published;
 use crate::store::{AuditEvent, Segment};
 use axum::body::Body;
 use axum::extract::State;
@@ -464,26 +465,6 @@ fn latest(
         LatestFile::Checksums => CHECKSUMS.to_string(),
     };
     Ok(format!("/v1/download/{org}/{}/{name}", release.version))
-}
-
-/// The newest published, non-yanked release on a channel with a payload for the platform.
-// TODO(service): use crate::service::views::newest_published once `service` is in lib.rs.
-fn newest_published<'a>(
-    releases: &'a [crate::store::Release],
-    rollouts: &[crate::store::Rollout],
-    channel: &crate::domain::Channel,
-    platform: Option<Platform>,
-) -> Option<&'a crate::store::Release> {
-    releases
-        .iter()
-        .filter(|r| r.yanked.is_none())
-        .filter(|r| {
-            rollouts
-                .iter()
-                .any(|o| &o.channel == channel && o.version == r.version)
-        })
-        .filter(|r| platform.is_none_or(|p| r.payload(p).is_some()))
-        .max_by(|a, b| a.version.cmp(&b.version))
 }
 
 fn redirect(location: &str) -> Response {

@@ -42,3 +42,14 @@ pub async fn openapi(Extension(OpenApiJson(json)): Extension<OpenApiJson>) -> Re
     );
     response
 }
+
+#[utoipa::path(get, path = "/v1/signing-key", tag = "public",
+    responses((status = 200, description = "The minisign public key file depot signs with", content_type = "text/plain")))]
+pub async fn signing_key(State(state): State<crate::server::ApiState>) -> Response {
+    let mut response = state.depot.public_key().to_file_text().into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
