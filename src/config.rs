@@ -10,11 +10,18 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("invalid {setting} {value:?}: {rule}")]
-    Invalid { setting: &'static str, value: String, rule: &'static str },
+    Invalid {
+        setting: &'static str,
+        value: String,
+        rule: &'static str,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, ConfigError>;
@@ -87,7 +94,10 @@ impl Settings {
         });
         let (file, base) = match &path {
             Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: p.clone(), source })?;
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.clone(),
+                    source,
+                })?;
                 let file: ConfigFile = toml::from_str(&text).map_err(|e| ConfigError::Parse {
                     path: p.clone(),
                     message: e.message().to_string(),
@@ -100,13 +110,28 @@ impl Settings {
         Self::from_parts(overrides, file, &base, path)
     }
 
-    fn from_parts(o: &Overrides, file: ConfigFile, base: &Path, config_file: Option<PathBuf>) -> Result<Self> {
+    fn from_parts(
+        o: &Overrides,
+        file: ConfigFile,
+        base: &Path,
+        config_file: Option<PathBuf>,
+    ) -> Result<Self> {
         let relative = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
-        let data_dir = o.data_dir.clone().or(file.data_dir.map(relative)).unwrap_or_else(|| "artifacts".into());
-        let templates =
-            o.templates.clone().or(file.templates.map(relative)).unwrap_or_else(|| "installer-templates".into());
-        let signing_key =
-            o.signing_key.clone().or(file.signing_key.map(relative)).unwrap_or_else(|| base.join("keys/depot.key"));
+        let data_dir = o
+            .data_dir
+            .clone()
+            .or(file.data_dir.map(relative))
+            .unwrap_or_else(|| "artifacts".into());
+        let templates = o
+            .templates
+            .clone()
+            .or(file.templates.map(relative))
+            .unwrap_or_else(|| "installer-templates".into());
+        let signing_key = o
+            .signing_key
+            .clone()
+            .or(file.signing_key.map(relative))
+            .unwrap_or_else(|| base.join("keys/depot.key"));
         let database = match o.database.clone().or(file.database) {
             Some(url) => parse_database(&url)?,
             None => DatabaseUrl::Sqlite(data_dir.join("depot.db")),
@@ -115,7 +140,11 @@ impl Settings {
             Some(url) => parse_artifacts(&url)?,
             None => ArtifactsUrl::File(data_dir.clone()),
         };
-        let public_url = o.public_url.clone().or(file.public_url).unwrap_or_else(|| format!("http://{DEFAULT_LISTEN}"));
+        let public_url = o
+            .public_url
+            .clone()
+            .or(file.public_url)
+            .unwrap_or_else(|| format!("http://{DEFAULT_LISTEN}"));
         let public_url = parse_public_url(&public_url)?;
         Ok(Settings {
             config_file,
@@ -157,20 +186,30 @@ fn parse_artifacts(url: &str) -> Result<ArtifactsUrl> {
     if let Some(bucket) = url.strip_prefix("s3://") {
         let bucket = bucket.trim_end_matches('/');
         if !bucket.is_empty() && !bucket.contains('/') {
-            return Ok(ArtifactsUrl::S3 { bucket: bucket.to_string() });
+            return Ok(ArtifactsUrl::S3 {
+                bucket: bucket.to_string(),
+            });
         }
     }
-    Err(ConfigError::Invalid { setting: "artifacts", value: url.to_string(), rule: "must be file://DIR or s3://bucket" })
+    Err(ConfigError::Invalid {
+        setting: "artifacts",
+        value: url.to_string(),
+        rule: "must be file://DIR or s3://bucket",
+    })
 }
 
 /// The public URL goes into scripts and properties files: keep it to a plain http(s) origin and path.
 fn parse_public_url(url: &str) -> Result<String> {
-    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
     let ok = match rest {
         Some(rest) => {
             !rest.is_empty()
                 && !rest.starts_with('/')
-                && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~:/[]@%".contains(&b))
+                && rest
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._~:/[]@%".contains(&b))
         }
         None => false,
     };
@@ -196,16 +235,28 @@ mod tests {
             public_url: Some("https://depot.example.edu".into()),
             ..Default::default()
         };
-        let o = Overrides { data_dir: Some("/srv/depot".into()), ..Default::default() };
+        let o = Overrides {
+            data_dir: Some("/srv/depot".into()),
+            ..Default::default()
+        };
         let s = Settings::from_parts(&o, file, Path::new("/etc/depot"), None).unwrap();
         assert_eq!(s.data_dir, PathBuf::from("/srv/depot"));
-        assert_eq!(s.database, DatabaseUrl::Sqlite("/srv/depot/depot.db".into()));
+        assert_eq!(
+            s.database,
+            DatabaseUrl::Sqlite("/srv/depot/depot.db".into())
+        );
         assert_eq!(s.artifacts, ArtifactsUrl::File("/srv/depot".into()));
         assert_eq!(s.public_url, "https://depot.example.edu");
         assert_eq!(s.signing_key, PathBuf::from("/etc/depot/keys/depot.key"));
         assert_eq!(s.public_key, PathBuf::from("/etc/depot/keys/depot.pub"));
 
-        let s = Settings::from_parts(&Overrides::default(), ConfigFile::default(), Path::new(""), None).unwrap();
+        let s = Settings::from_parts(
+            &Overrides::default(),
+            ConfigFile::default(),
+            Path::new(""),
+            None,
+        )
+        .unwrap();
         assert_eq!(s.data_dir, PathBuf::from("artifacts"));
         assert_eq!(s.public_url, "http://127.0.0.1:8080");
     }
@@ -216,7 +267,15 @@ mod tests {
         assert!(parse_artifacts("s3://").is_err());
         assert!(parse_public_url("ftp://x").is_err());
         assert!(parse_public_url("https://x\"; rm -rf /").is_err());
-        assert_eq!(parse_artifacts("s3://bucket").unwrap(), ArtifactsUrl::S3 { bucket: "bucket".into() });
-        assert!(matches!(parse_database("postgres://depot@db/depot").unwrap(), DatabaseUrl::Postgres(_)));
+        assert_eq!(
+            parse_artifacts("s3://bucket").unwrap(),
+            ArtifactsUrl::S3 {
+                bucket: "bucket".into()
+            }
+        );
+        assert!(matches!(
+            parse_database("postgres://depot@db/depot").unwrap(),
+            DatabaseUrl::Postgres(_)
+        ));
     }
 }
