@@ -58,11 +58,7 @@ pub fn run(settings: &Settings, listen: &str, tls: Option<TlsFiles>) -> anyhow::
         };
         tracing::info!(%address, "depot serving on {scheme}://{address}");
         eprintln!("depot serving on {scheme}://{address} (Ctrl-C to stop)");
-        let state = AppState::new(
-            Arc::clone(depot.meta()),
-            Arc::clone(depot.blobs()),
-            options.clone(),
-        );
+        let state = AppState::with_depot(depot, options.clone());
         serve(listener, router(state), &options, shutdown_signal()).await?;
         anyhow::Ok(())
     })
