@@ -57,11 +57,21 @@ head -c "$((SIZE_MIB * 1024 * 1024))" /dev/urandom > payload/client-linux.tgz
 depot() { "$DEPOT_BIN" --data-dir "$work/artifacts" "$@"; }
 depot init >/dev/null
 depot release add "$VERSION" --payload "$PLATFORM=payload/client-linux.tgz" >/dev/null
-depot release publish "$VERSION" --channel stable >/dev/null
+depot release publish "$VERSION" --channel stable >/dev/null 2>&1
 depot export --org default --release "$VERSION" --out "$work/www" >/dev/null
 [ -f "www/$FILE" ] || { echo "depot export did not write www/$FILE" >&2; exit 1; }
+# nginx workers drop privileges (to nobody when started as root): let them read the file.
+chmod a+rx "$work" "$work/www"
+chmod a+r "www/$FILE"
 
-depot serve --listen "127.0.0.1:$DEPOT_PORT" >"$work/depot.log" 2>&1 &
+for port in "$DEPOT_PORT" "$NGINX_PORT"; do
+    if curl -s -o /dev/null "http://127.0.0.1:$port/"; then
+        echo "port $port is already in use; set DEPOT_PORT / NGINX_PORT" >&2
+        exit 1
+    fi
+done
+# Started directly (not through the function) so that $! is the server itself.
+"$DEPOT_BIN" --data-dir "$work/artifacts" serve --listen "127.0.0.1:$DEPOT_PORT" >"$work/depot.log" 2>&1 &
 pids+=($!)
 
 cat > nginx.conf <<EOF
