@@ -10,8 +10,14 @@
 //! randomness, no logging. It never panics on anything a server, a device or the network sends.
 
 mod decision;
+mod manifest;
 
 pub use decision::{
     bucket, decide_update, should_halt, Candidate, ChannelPolicy, Decision, DeviceFacts, OrgPolicy,
     RolloutState, HALT_FAILURE_PERCENT, HALT_MIN_REPORTS,
+};
+pub use manifest::{
+    check_offer, Expectation, ManifestError, ManifestRelease, ManifestState, OfferView,
+    ReleaseManifest, Result, SignedManifest, MAX_CLOCK_SKEW_SECS, MAX_MANIFEST_BYTES,
+    MAX_MANIFEST_VALIDITY_SECS, RESIGN_MARGIN_SECS,
 };
