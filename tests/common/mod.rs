@@ -43,12 +43,22 @@ pub fn run_in(dir: &Path, program: &str, args: &[&str]) -> String {
 /// A temporary directory with `depot init` done in it; commands run there with its defaults.
 pub struct Workspace {
     pub dir: tempfile::TempDir,
+    /// Environment every command of this workspace gets (e.g. `DEPOT_PUBLIC_URL`).
+    pub env: Vec<(String, String)>,
 }
 
 impl Workspace {
     pub fn init() -> Self {
+        Self::init_with_env(&[])
+    }
+
+    pub fn init_with_env(env: &[(&str, &str)]) -> Self {
         let ws = Workspace {
             dir: tempfile::tempdir().unwrap(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         ws.ok(&["init"]);
         ws
@@ -59,7 +69,8 @@ impl Workspace {
         cmd.current_dir(self.dir.path())
             .args(args)
             .env_remove("DEPOT_CONFIG")
-            .env_remove("DEPOT_DATA_DIR");
+            .env_remove("DEPOT_DATA_DIR")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         cmd
     }
 
