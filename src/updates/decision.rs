@@ -1,9 +1,9 @@
 //! The update decision of CONTRACT 6: which version, if any, one device is offered.
 //!
 //! [`decide_update`] is a pure function of the device, its org's policy, its channel's policy and
-//! the releases: no I/O, no clock, no randomness, no allocation. The server calls it on every
-//! update check with state it keeps in memory; the end-to-end tests recompute it with [`bucket`]
-//! to know which devices a rollout must reach.
+//! the releases: no I/O, no clock, no randomness, no allocation but the offered version. The
+//! server calls it on every update check with state it keeps in memory; the end-to-end tests
+//! recompute it with [`bucket`] to know which devices a rollout must reach.
 //!
 //! # The rules, and how they combine
 //!
