@@ -6,7 +6,7 @@
 # package (publish with ORGS orgs against ORGS/10 orgs), and a naive `zip` repack of one package.
 #   bash benches/build.sh                     # 300 orgs, 256 MiB payloads (the design target)
 #   ORGS=50 MIB=64 bash benches/build.sh      # smaller
-#   DEPOT_BENCH_SMOKE=1 bash benches/build.sh # what CI runs
+#   DEPOT_BENCH_SMOKE=1 bash benches/build.sh # what CI runs (DEPOT_BIN=path skips the release build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ORGS=${ORGS:-300}
@@ -17,8 +17,12 @@ SMALL=$(( ORGS / 10 > 0 ? ORGS / 10 : 1 ))
 for tool in openssl zip unzip python3; do
   command -v "$tool" >/dev/null || { echo "benches/build.sh needs $tool" >&2; exit 1; }
 done
-[ -x target/release/depot ] || cargo build --release --quiet
-depot=$PWD/target/release/depot
+if [ -n "${DEPOT_BIN:-}" ]; then
+  depot=$(cd "$(dirname "$DEPOT_BIN")" && pwd)/$(basename "$DEPOT_BIN")
+else
+  cargo build --release --quiet
+  depot=$PWD/target/release/depot
+fi
 
 work=$(mktemp -d /tmp/depot-bench-build.XXXXXX)
 trap 'rm -rf "$work"' EXIT
