@@ -41,6 +41,7 @@ if [ -z "${DEPOT_BIN:-}" ]; then
     (cd "$repo" && cargo build --release --quiet --bin depot)
     DEPOT_BIN="$repo/target/release/depot"
 fi
+DEPOT_BIN=$(cd "$(dirname "$DEPOT_BIN")" && pwd)/$(basename "$DEPOT_BIN")
 
 work=$(mktemp -d)
 pids=()
