@@ -281,3 +281,32 @@ fn minisign_crate_agrees() {
         "from the crate"
     );
 }
+
+/// Throughput of the one pass over a payload, against hashing both digests on one thread.
+/// A measurement, not a pass/fail gate on speed (the machine may be busy):
+/// `cargo test --release --test signing_tools -- --ignored --nocapture`.
+#[test]
+#[ignore = "measurement: run explicitly"]
+fn digest_reader_throughput() {
+    let data = sample(256 << 20, 5);
+    let mb = data.len() as f64 / 1e6;
+    let (mut parallel, mut one_thread) = (0f64, 0f64);
+    let mut results = Vec::new();
+    for _ in 0..3 {
+        let started = std::time::Instant::now();
+        results.push(digest_reader(&mut data.as_slice()).unwrap().finish());
+        parallel = parallel.max(mb / started.elapsed().as_secs_f64());
+
+        let started = std::time::Instant::now();
+        let mut digest = StreamDigest::new();
+        for chunk in data.chunks(1 << 20) {
+            digest.update(chunk);
+        }
+        results.push(digest.finish());
+        one_thread = one_thread.max(mb / started.elapsed().as_secs_f64());
+    }
+    assert!(results.windows(2).all(|w| w[0] == w[1]));
+    eprintln!(
+        "256 MiB, best of 3: digest_reader {parallel:.0} MB/s, both digests on one thread {one_thread:.0} MB/s"
+    );
+}

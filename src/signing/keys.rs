@@ -598,4 +598,33 @@ mod tests {
             .to_string()
             .contains("too large"));
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn arbitrary_text_never_panics(text in "(?s).{0,200}") {
+                let _ = PublicKey::parse(&text);
+                let _ = SigningKey::from_secret_file_text(&text);
+            }
+
+            /// Random points: most are not on the curve. Whatever parses must print back
+            /// the same line.
+            #[test]
+            fn key_shaped_noise_parses_or_is_refused(body in proptest::collection::vec(any::<u8>(), 40)) {
+                let line = BASE64.encode([&b"Ed"[..], &body].concat());
+                if let Ok(key) = PublicKey::parse(&line) {
+                    prop_assert_eq!(key.to_line(), line);
+                }
+            }
+
+            #[test]
+            fn secret_key_shaped_noise_never_panics(body in proptest::collection::vec(any::<u8>(), SECRET_KEY_LEN - 6)) {
+                let text = format!("c\n{}\n", BASE64.encode([&b"Ed\0\0B2"[..], &body].concat()));
+                prop_assert!(SigningKey::from_secret_file_text(&text).is_err());
+            }
+        }
+    }
 }
