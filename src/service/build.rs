@@ -436,7 +436,7 @@ impl Depot {
         let (sha256, prehash) = digest.finish();
         let file_name = package_file_name(&org.code, &release.version, platform);
         let comment = format!(
-            "timestamp:{}\tfile:{file_name}\tprehashed",
+            "timestamp:{}\tfile:{file_name}\thashed",
             release.created_at
         );
         let minisig = self.key.sign_prehashed(&prehash, &comment);
