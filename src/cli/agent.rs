@@ -12,7 +12,7 @@ use std::time::Duration;
 #[derive(Debug, Subcommand)]
 pub enum AgentCommand {
     /// Enrolls this machine with its org; values come from the package's deploy.properties.
-    Enroll(EnrollArgs),
+    Enroll(Box<EnrollArgs>),
     /// Checks for updates, downloads, verifies and installs them.
     Run(RunArgs),
     /// What the agent knows: device, versions, last check.
@@ -99,7 +99,7 @@ pub fn run(global: &GlobalArgs, cmd: AgentCommand) -> anyhow::Result<()> {
             };
             if !args.once {
                 crate::telemetry::init_server();
-                return match agent::run(&args.state_dir, &opts)? {};
+                match agent::run(&args.state_dir, &opts)? {}
             }
             let outcome = agent::run_once(&args.state_dir, &opts)?;
             if global.json {

@@ -99,7 +99,7 @@ pub enum Command {
     Verify,
     /// The client updater: enroll, run, status.
     #[command(subcommand)]
-    Agent(agent::AgentCommand),
+    Agent(Box<agent::AgentCommand>),
 }
 
 #[derive(Debug, Args)]
@@ -137,7 +137,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Key(cmd) => admin::key(global, cmd),
         Command::Export(args) => admin::export(global, args),
         Command::Verify => admin::verify(global),
-        Command::Agent(cmd) => agent::run(global, cmd),
+        Command::Agent(cmd) => agent::run(global, *cmd),
     }
 }
 

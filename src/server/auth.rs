@@ -30,8 +30,7 @@ pub enum Principal {
     Admin,
     /// A divisional IT partner: its own org.
     Partner(OrgCode),
-    /// An enrolled client machine: its own org's downloads and the update endpoints. Device
-    /// tokens are resolved in [`authenticate`] once devices exist (updates issue).
+    /// An enrolled client machine: its own org's downloads and the update endpoints.
     Device { org: OrgCode, device_id: String },
 }
 
@@ -188,8 +187,23 @@ pub async fn authenticate(
     let token =
         tokio::task::spawn_blocking(move || shared.tokens.find(shared.meta.as_ref(), &hash))
             .await??;
-    // Device tokens (updates issue) are resolved here too, when no API token matched.
-    match token.as_ref().and_then(Caller::from_token) {
+    let mut found = token.as_ref().and_then(Caller::from_token);
+    // Device tokens: enrolled, active devices of the fleet, when no API token matched.
+    if found.is_none() {
+        if let Some(depot) = state.depot.clone() {
+            let device = tokio::task::spawn_blocking(move || depot.device_by_token(&secret))
+                .await?
+                .map_err(ApiError::from)?;
+            found = device.map(|d| Caller {
+                name: format!("device:{}", d.id),
+                principal: Principal::Device {
+                    org: d.org,
+                    device_id: d.id,
+                },
+            });
+        }
+    }
+    match found {
         Some(caller) => Ok(Some(caller)),
         None => {
             if let Some(address) = address {

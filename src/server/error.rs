@@ -181,6 +181,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::Invalid(message) => ApiError::Invalid(message),
             ServiceError::NotFound(what) => ApiError::not_found(what),
             ServiceError::Conflict(message) => ApiError::Conflict(message),
+            ServiceError::Forbidden(message) => ApiError::Forbidden(message),
             // Templates, packaging, signing, storage: the server's own state, not the request.
             other => ApiError::internal(other),
         }

@@ -103,6 +103,9 @@ pub struct TlsFiles {
 /// Bad tokens an address may present per window before it is answered 429.
 const AUTH_FAILURES_PER_WINDOW: u32 = 20;
 const AUTH_FAILURE_WINDOW: Duration = Duration::from_secs(60);
+/// Wrong registration keys an address may present per window before enrollment answers 429.
+const ENROLL_FAILURES_PER_WINDOW: u32 = 10;
+const ENROLL_FAILURE_WINDOW: Duration = Duration::from_secs(600);
 
 /// What every handler shares. Cheap to clone.
 #[derive(Clone)]
@@ -117,6 +120,8 @@ pub struct Shared {
     pub tokens: TokenCache,
     /// Addresses presenting bad tokens.
     pub auth_failures: limit::FailureLimiter,
+    /// Addresses presenting wrong registration keys.
+    pub enroll_failures: limit::FailureLimiter,
     pub maps: BlobMaps,
     pub metrics: Arc<Metrics>,
     pub options: ServerOptions,
@@ -156,6 +161,10 @@ impl AppState {
             blobs,
             depot,
             tokens: TokenCache::default(),
+            enroll_failures: limit::FailureLimiter::new(
+                ENROLL_FAILURES_PER_WINDOW,
+                ENROLL_FAILURE_WINDOW,
+            ),
             auth_failures: limit::FailureLimiter::new(
                 AUTH_FAILURES_PER_WINDOW,
                 AUTH_FAILURE_WINDOW,
@@ -343,7 +352,7 @@ pub fn router(state: AppState) -> Router {
 
 /// The routes and the OpenAPI document that describes exactly them.
 pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    use routes::{audit, downloads, orgs, public, releases, tokens};
+    use routes::{audit, downloads, fleet, orgs, public, releases, tokens};
     let timeout = || axum::middleware::from_fn_with_state(state.clone(), request_timeout);
     let mut all = ApiRouter::<AppState>::default()
         .route::<public::__path_healthz, _, _>(public::healthz)
@@ -375,6 +384,13 @@ pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
             .route::<tokens::__path_list_tokens, _, _>(tokens::list_tokens)
             .route::<tokens::__path_revoke_token, _, _>(tokens::revoke_token)
             .route::<audit::__path_query_audit, _, _>(audit::query_audit)
+            .route::<fleet::__path_enroll, _, _>(fleet::enroll)
+            .route::<fleet::__path_update_check, _, _>(fleet::update_check)
+            .route::<fleet::__path_device_event, _, _>(fleet::device_event)
+            .route::<fleet::__path_list_devices, _, _>(fleet::list_devices)
+            .route::<fleet::__path_deactivate_device, _, _>(fleet::deactivate_device)
+            .route::<fleet::__path_usage, _, _>(fleet::usage)
+            .route::<fleet::__path_rollouts, _, _>(fleet::rollouts)
             .layer(timeout());
         let overlay = ApiRouter::<ApiState>::default()
             .route::<orgs::__path_put_file, _, _>(orgs::put_file)

@@ -7,6 +7,7 @@
 
 mod build;
 mod export;
+pub mod fleet;
 mod lock;
 mod orgs;
 mod releases;
@@ -43,6 +44,8 @@ pub enum ServiceError {
     Conflict(String),
     #[error("{0}")]
     Unsupported(String),
+    #[error("{0}")]
+    Forbidden(String),
     #[error(transparent)]
     Template(#[from] TemplateError),
     #[error(transparent)]
@@ -112,6 +115,7 @@ pub struct Depot {
     data_dir: PathBuf,
     /// Hash states of payload parts already read: a long-running server rebuilds an org's
     /// packages without another pass over the payloads. Blobs are immutable, so entries never go stale.
+    fleet: fleet::Fleet,
     part_digests: std::sync::Mutex<
         std::collections::HashMap<crate::domain::Sha256, crate::signing::StreamDigest>,
     >,
@@ -155,6 +159,7 @@ impl Depot {
             lock_dir: settings.data_dir.join("locks"),
             data_dir: settings.data_dir.clone(),
             part_digests: Default::default(),
+            fleet: Default::default(),
         };
         depot.ensure_default_org()?;
         Ok(depot)
@@ -203,5 +208,14 @@ impl Depot {
             detail,
         })?;
         Ok(())
+    }
+}
+
+impl Drop for Depot {
+    /// Check-ins still buffered are written before the store closes.
+    fn drop(&mut self) {
+        if let Err(e) = self.flush_checkins() {
+            tracing::warn!(error = %e, "check-ins buffered at shutdown could not be recorded");
+        }
     }
 }

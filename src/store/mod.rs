@@ -139,6 +139,29 @@ pub trait MetaStore: Send + Sync {
     fn append_audit(&self, event: &AuditEvent) -> Result<()>;
     fn query_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>>;
 
+    // Devices (updates)
+    /// The org whose current registration key this is.
+    fn find_org_by_key(&self, key: &crate::domain::RegistrationKey) -> Result<Option<Org>>;
+    fn create_device(&self, device: &Device) -> Result<()>;
+    /// Every device, or one org's; oldest enrollment first.
+    fn list_devices(&self, org: Option<&OrgCode>) -> Result<Vec<Device>>;
+    /// Returns false when the org has no such active device.
+    fn deactivate_device(&self, org: &OrgCode, id: &str, now: i64) -> Result<bool>;
+    /// Records a batch of update checks in one transaction (last seen, address, version, offers).
+    fn record_checkins(&self, checkins: &[Checkin]) -> Result<()>;
+    fn append_device_event(&self, event: &DeviceEvent) -> Result<()>;
+    /// Counts per release and channel.
+    fn rollout_counts(&self, version: &Version, channel: &Channel) -> Result<RolloutCounts>;
+    fn get_manifest(
+        &self,
+        org: &OrgCode,
+        platform: crate::domain::Platform,
+        channel: &Channel,
+    ) -> Result<Option<ManifestRecord>>;
+    /// Stores a manifest whose serial is higher than the stored one; returns false (and stores
+    /// nothing) when another process already stored this serial or a higher one.
+    fn put_manifest(&self, manifest: &ManifestRecord) -> Result<bool>;
+
     /// A number that changes whenever any other process commits, so in-memory caches of a long
     /// running server know when to reload (the CLI works on the same store while it serves).
     fn change_counter(&self) -> Result<u64>;

@@ -161,3 +161,93 @@ pub struct AuditFilter {
     /// Newest first, at most this many (the store caps it).
     pub limit: Option<u32>,
 }
+
+/// An enrolled client machine. Its token is stored only as a hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Device {
+    pub id: String,
+    pub org: OrgCode,
+    pub hostname: String,
+    pub platform: Platform,
+    pub os_version: String,
+    pub user: String,
+    #[serde(skip)]
+    pub token_hash: Sha256,
+    pub enrolled_at: i64,
+    pub deactivated_at: Option<i64>,
+    pub last_seen_at: Option<i64>,
+    pub last_address: Option<String>,
+    pub current_version: Option<Version>,
+}
+
+/// One update check of a device, recorded in batches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkin {
+    pub device_id: String,
+    pub at: i64,
+    pub address: String,
+    pub version: Option<Version>,
+    pub platform: Platform,
+    /// The version offered to the device on the channel, if any.
+    pub offered: Option<(Version, Channel)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventKind {
+    Downloaded,
+    Installed,
+    Failed,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Downloaded => "downloaded",
+            EventKind::Installed => "installed",
+            EventKind::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            EventKind::Downloaded,
+            EventKind::Installed,
+            EventKind::Failed,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+}
+
+/// What a device reported about a release.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceEvent {
+    pub device_id: String,
+    pub org: OrgCode,
+    pub version: Option<Version>,
+    pub channel: Channel,
+    pub kind: EventKind,
+    pub message: String,
+    pub at: i64,
+}
+
+/// How far a rollout has got: devices offered it, and reports by kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RolloutCounts {
+    pub offered: u64,
+    pub downloaded: u64,
+    pub installed: u64,
+    pub failed: u64,
+}
+
+/// The last signed release manifest of an org, platform and channel; its serial only grows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestRecord {
+    pub org: OrgCode,
+    pub platform: Platform,
+    pub channel: Channel,
+    pub serial: u64,
+    pub json: String,
+    pub minisig: String,
+}

@@ -20,6 +20,7 @@
 //! This module never hands out a record that did not parse back into its domain types: a bad row is
 //! `StoreError::Corrupt` naming its table and key.
 
+mod fleet;
 mod rows;
 mod schema;
 
@@ -122,6 +123,18 @@ impl SqliteStore {
         let out = f(&tx)?;
         tx.prepare_cached("UPDATE meta SET value = value + 1 WHERE key = 'changes'")?
             .execute([])?;
+        tx.commit()?;
+        Ok(out)
+    }
+}
+
+impl SqliteStore {
+    /// Runs `f` in one write transaction that leaves the change counter alone: for records no
+    /// cache holds (check-ins, device reports, manifests), so that they never flush caches.
+    fn write_unversioned<T>(&self, f: impl FnOnce(&Transaction) -> Result<T>) -> Result<T> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let out = f(&tx)?;
         tx.commit()?;
         Ok(out)
     }
@@ -882,6 +895,54 @@ impl MetaStore for SqliteStore {
             let mut stmt = tx.prepare_cached(&text)?;
             collect(&mut stmt, sql.params(), rows::audit_event)
         })
+    }
+
+    fn find_org_by_key(&self, key: &RegistrationKey) -> Result<Option<Org>> {
+        self.read(|tx| match registration_key_owner(tx, key)? {
+            Some(code) => load_org(
+                tx,
+                &OrgCode::parse(&code)
+                    .map_err(|e| StoreError::Corrupt(format!("orgs row {code}: {e}")))?,
+            ),
+            None => Ok(None),
+        })
+    }
+
+    fn create_device(&self, device: &super::Device) -> Result<()> {
+        self.write(|tx| fleet::create_device(tx, device))
+    }
+
+    fn list_devices(&self, org: Option<&OrgCode>) -> Result<Vec<super::Device>> {
+        self.read(|tx| fleet::list_devices(tx, org))
+    }
+
+    fn deactivate_device(&self, org: &OrgCode, id: &str, now: i64) -> Result<bool> {
+        self.write(|tx| fleet::deactivate_device(tx, org, id, now))
+    }
+
+    fn record_checkins(&self, checkins: &[super::Checkin]) -> Result<()> {
+        self.write_unversioned(|tx| fleet::record_checkins(tx, checkins))
+    }
+
+    fn append_device_event(&self, event: &super::DeviceEvent) -> Result<()> {
+        self.write_unversioned(|tx| fleet::append_device_event(tx, event))
+    }
+
+    fn rollout_counts(&self, version: &Version, channel: &Channel) -> Result<super::RolloutCounts> {
+        self.read(|tx| fleet::rollout_counts(tx, version, channel))
+    }
+
+    fn get_manifest(
+        &self,
+        org: &OrgCode,
+        platform: crate::domain::Platform,
+        channel: &Channel,
+    ) -> Result<Option<super::ManifestRecord>> {
+        self.read(|tx| fleet::get_manifest(tx, org, platform, channel))
+    }
+
+    fn put_manifest(&self, manifest: &super::ManifestRecord) -> Result<bool> {
+        self.write_unversioned(|tx| fleet::put_manifest(tx, manifest))
     }
 
     fn change_counter(&self) -> Result<u64> {

@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod downloads;
+pub mod fleet;
 pub mod orgs;
 pub mod public;
 pub mod releases;

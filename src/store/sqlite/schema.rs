@@ -12,7 +12,7 @@
 use crate::store::{Result, StoreError};
 use rusqlite::{Connection, TransactionBehavior};
 
-pub(super) const MIGRATIONS: &[&str] = &[V1];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V2];
 
 const V1: &str = r#"
 -- One row per counter; `changes` moves with every commit of cacheable state (not the audit log).
@@ -174,3 +174,53 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<()> {
     }
     Ok(())
 }
+
+/// Devices, their update checks and reports, and the signed manifests they are served.
+const V2: &str = r#"
+CREATE TABLE devices (
+    id              TEXT PRIMARY KEY,
+    org             TEXT NOT NULL REFERENCES orgs (code) ON DELETE CASCADE,
+    hostname        TEXT NOT NULL,
+    platform        TEXT NOT NULL,
+    os_version      TEXT NOT NULL,
+    user            TEXT NOT NULL,
+    token_hash      TEXT NOT NULL UNIQUE,
+    enrolled_at     INTEGER NOT NULL,
+    deactivated_at  INTEGER,
+    last_seen_at    INTEGER,
+    last_address    TEXT,
+    current_version TEXT
+) STRICT;
+CREATE INDEX devices_by_org ON devices (org, enrolled_at);
+
+-- A device offered a release on a channel, once.
+CREATE TABLE offers (
+    device_id TEXT NOT NULL,
+    version   TEXT NOT NULL,
+    channel   TEXT NOT NULL,
+    at        INTEGER NOT NULL,
+    PRIMARY KEY (version, channel, device_id)
+) STRICT;
+
+CREATE TABLE device_events (
+    id        INTEGER PRIMARY KEY AUTOINCREMENT,
+    device_id TEXT NOT NULL,
+    org       TEXT NOT NULL,
+    version   TEXT,
+    channel   TEXT NOT NULL,
+    kind      TEXT NOT NULL CHECK (kind IN ('downloaded', 'installed', 'failed')),
+    message   TEXT NOT NULL,
+    at        INTEGER NOT NULL
+) STRICT;
+CREATE INDEX device_events_by_release ON device_events (version, channel, kind);
+
+CREATE TABLE manifests (
+    org      TEXT NOT NULL,
+    platform TEXT NOT NULL,
+    channel  TEXT NOT NULL,
+    serial   INTEGER NOT NULL,
+    json     TEXT NOT NULL,
+    minisig  TEXT NOT NULL,
+    PRIMARY KEY (org, platform, channel)
+) STRICT;
+"#;

@@ -1,0 +1,592 @@
+//! Client machines: enrollment, update checks, reports, deactivation, seat use and rollout
+//! progress (CONTRACT 6).
+//!
+//! The update check is the hot path: thousands of devices ask every few minutes. Everything it
+//! needs (device tokens, orgs, releases, rollouts, channels, package digests, signed manifests)
+//! is held in memory in a [`Snapshot`] that is reloaded when the store's change counter moves
+//! (looked at no more than every [`REFRESH_INTERVAL`]), the decision is the pure
+//! [`crate::updates::decide_update`], and the check-in it records goes into a buffer that a
+//! background thread writes in batches. Manifests are signed when what they say changes, never
+//! per request.
+
+mod checkins;
+mod manifests;
+mod snapshot;
+
+pub use checkins::CheckinBuffer;
+pub use snapshot::{DeviceEntry, Snapshot};
+
+use super::{now, Actor, Depot, Result, ServiceError};
+use crate::domain::{OrgCode, Platform, RegistrationKey, Sha256, Version};
+use crate::store::{Checkin, Device, DeviceEvent, EventKind, RolloutCounts};
+use crate::updates::{
+    decide_update, should_halt, Candidate, ChannelPolicy, Decision, DeviceFacts, OrgPolicy,
+    RolloutState,
+};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+/// How stale the in-memory state may be relative to changes made by other processes.
+pub const REFRESH_INTERVAL: Duration = Duration::from_millis(100);
+const MAX_FIELD_LEN: usize = 255;
+const MAX_MESSAGE_LEN: usize = 2000;
+
+/// The in-memory state of the fleet; one per `Depot`.
+#[derive(Default)]
+pub struct Fleet {
+    snapshot: RwLock<Option<(Arc<Snapshot>, Instant)>>,
+    manifests: manifests::ManifestCache,
+    pub(crate) checkins: CheckinBuffer,
+    /// Serialises snapshot reloads so that a burst of requests reloads once.
+    reload: Mutex<()>,
+}
+
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollRequest {
+    pub registration_key: String,
+    pub hostname: String,
+    pub platform: String,
+    #[serde(default)]
+    pub os_version: String,
+    #[serde(default)]
+    pub user: String,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Enrolled {
+    pub device_id: String,
+    pub device_token: String,
+    pub org: String,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct PackageOffer {
+    pub url: String,
+    pub sha256: String,
+    pub size: u64,
+    /// URL of the package's `.minisig`.
+    pub minisig: String,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Offer {
+    pub version: String,
+    pub mandatory: bool,
+    pub rollback: bool,
+    pub notes: String,
+    pub package: PackageOffer,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct UpdateAnswer {
+    pub offer: Option<Offer>,
+    pub manifest: String,
+    pub manifest_minisig: String,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct DeviceView {
+    pub id: String,
+    pub org: String,
+    pub hostname: String,
+    pub user: String,
+    pub platform: String,
+    pub os_version: String,
+    pub current_version: Option<String>,
+    pub enrolled_at: String,
+    pub last_seen_at: Option<String>,
+    pub last_address: Option<String>,
+    pub active: bool,
+}
+
+impl From<&Device> for DeviceView {
+    fn from(d: &Device) -> Self {
+        use super::views::rfc3339;
+        DeviceView {
+            id: d.id.clone(),
+            org: d.org.to_string(),
+            hostname: d.hostname.clone(),
+            user: d.user.clone(),
+            platform: d.platform.to_string(),
+            os_version: d.os_version.clone(),
+            current_version: d.current_version.as_ref().map(ToString::to_string),
+            enrolled_at: rfc3339(d.enrolled_at),
+            last_seen_at: d.last_seen_at.map(rfc3339),
+            last_address: d.last_address.clone(),
+            active: d.deactivated_at.is_none(),
+        }
+    }
+}
+
+/// Filters of `GET /v1/orgs/{org}/devices`.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+pub struct DeviceFilter {
+    pub platform: Option<String>,
+    pub version: Option<String>,
+    pub active: Option<bool>,
+    /// A substring of the host or user name.
+    pub q: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct UsageView {
+    pub org: String,
+    /// Licensed seats; 0 means none were set.
+    pub seats: u32,
+    pub enrolled: u64,
+    /// Active devices that checked in within the last 30 days.
+    pub active_30d: u64,
+    /// Active devices beyond the seats.
+    pub over_seats: u64,
+    pub by_version: std::collections::BTreeMap<String, u64>,
+    pub by_platform: std::collections::BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct RolloutView {
+    pub version: String,
+    pub channel: String,
+    pub percent: u8,
+    pub paused: bool,
+    pub pause_reason: Option<String>,
+    pub offered: u64,
+    pub downloaded: u64,
+    pub installed: u64,
+    pub failed: u64,
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::rngs::OsRng.fill_bytes(&mut buf);
+    hex::encode(buf)
+}
+
+fn clean_field(field: &str, value: &str, required: bool) -> Result<String> {
+    let value = value.trim();
+    if required && value.is_empty() {
+        return Err(ServiceError::Invalid(format!("{field} must not be empty")));
+    }
+    if value.chars().count() > MAX_FIELD_LEN || value.chars().any(char::is_control) {
+        return Err(ServiceError::Invalid(format!(
+            "{field} must be at most {MAX_FIELD_LEN} characters without control characters"
+        )));
+    }
+    Ok(value.to_string())
+}
+
+impl Depot {
+    /// The in-memory state, reloaded when another process (or this one) changed the store.
+    pub fn fleet_snapshot(&self) -> Result<Arc<Snapshot>> {
+        if let Some((snapshot, checked)) = self.fleet.snapshot.read().ok().and_then(|s| s.clone()) {
+            if checked.elapsed() < REFRESH_INTERVAL {
+                return Ok(snapshot);
+            }
+        }
+        let _reloading = self.fleet.reload.lock().unwrap_or_else(|p| p.into_inner());
+        let current = self.fleet.snapshot.read().ok().and_then(|s| s.clone());
+        if let Some((snapshot, checked)) = &current {
+            if checked.elapsed() < REFRESH_INTERVAL {
+                return Ok(Arc::clone(snapshot));
+            }
+        }
+        let counter = self.meta.change_counter()?;
+        let snapshot = match current {
+            Some((snapshot, _)) if snapshot.counter == counter => snapshot,
+            _ => Arc::new(Snapshot::load(self.meta.as_ref(), counter)?),
+        };
+        if let Ok(mut slot) = self.fleet.snapshot.write() {
+            *slot = Some((Arc::clone(&snapshot), Instant::now()));
+        }
+        Ok(snapshot)
+    }
+
+    /// Forgets the in-memory state after a change this process made, so the next request sees it.
+    pub(crate) fn invalidate_fleet(&self) {
+        if let Ok(mut slot) = self.fleet.snapshot.write() {
+            *slot = None;
+        }
+    }
+
+    /// The enrolled, active device a device token names.
+    pub fn device_by_token(&self, secret: &str) -> Result<Option<DeviceEntry>> {
+        let hash = Sha256::digest(secret.as_bytes());
+        Ok(self
+            .fleet_snapshot()?
+            .devices
+            .get(&hash)
+            .filter(|d| d.active)
+            .cloned())
+    }
+
+    /// The active device with this id.
+    pub fn device_by_id(&self, id: &str) -> Result<DeviceEntry> {
+        self.fleet_snapshot()?
+            .devices_by_id
+            .get(id)
+            .filter(|d| d.active)
+            .cloned()
+            .ok_or_else(|| ServiceError::NotFound(format!("active device {id}")))
+    }
+
+    /// Enrolls a machine with its org's current registration key. Beyond the org's seats it still
+    /// enrolls (a backup must never be refused) and records the overrun.
+    pub fn enroll(&self, request: &EnrollRequest, address: &str) -> Result<Enrolled> {
+        let key = RegistrationKey::parse(&request.registration_key)
+            .map_err(|_| ServiceError::Forbidden("unknown registration key".into()))?;
+        let platform = Platform::parse(&request.platform)?;
+        let hostname = clean_field("hostname", &request.hostname, true)?;
+        let os_version = clean_field("os_version", &request.os_version, false)?;
+        let user = clean_field("user", &request.user, false)?;
+        let org = self
+            .meta
+            .find_org_by_key(&key)?
+            .ok_or_else(|| ServiceError::Forbidden("unknown registration key".into()))?;
+        let active = self
+            .meta
+            .list_devices(Some(&org.code))?
+            .iter()
+            .filter(|d| d.deactivated_at.is_none())
+            .count();
+        let id = format!("dev_{}", random_hex(8));
+        let token = format!("depot_dev_{}", random_hex(20));
+        let device = Device {
+            id: id.clone(),
+            org: org.code.clone(),
+            hostname,
+            platform,
+            os_version,
+            user,
+            token_hash: Sha256::digest(token.as_bytes()),
+            enrolled_at: now(),
+            deactivated_at: None,
+            last_seen_at: None,
+            last_address: Some(address.to_string()),
+            current_version: None,
+        };
+        self.meta.create_device(&device)?;
+        self.invalidate_fleet();
+        let actor = Actor {
+            name: format!("device:{id}"),
+            address: address.to_string(),
+        };
+        self.audit(
+            &actor,
+            Some(&org.code),
+            "device.enroll",
+            &id,
+            Some(format!("{} ({platform})", device.hostname)),
+        )?;
+        let seats = org.config.seats as usize;
+        if seats > 0 && active >= seats {
+            let detail = format!("{} active devices for {seats} seats", active + 1);
+            self.audit(
+                &actor,
+                Some(&org.code),
+                "device.enroll.over_seats",
+                &id,
+                Some(detail),
+            )?;
+        }
+        Ok(Enrolled {
+            device_id: id,
+            device_token: token,
+            org: org.code.to_string(),
+        })
+    }
+
+    /// The update decision and signed manifest for a device; records the check-in.
+    pub fn update_check(
+        &self,
+        device: &DeviceEntry,
+        platform: Platform,
+        current: Option<Version>,
+        address: &str,
+    ) -> Result<UpdateAnswer> {
+        if platform != device.platform {
+            return Err(ServiceError::Invalid(format!(
+                "platform {platform} is not this device's enrolled platform {}",
+                device.platform
+            )));
+        }
+        let snap = self.fleet_snapshot()?;
+        let org = snap
+            .orgs
+            .get(&device.org)
+            .ok_or_else(|| ServiceError::NotFound(format!("org {}", device.org)))?;
+        let channel = &org.config.channel;
+        let min_version = snap
+            .channels
+            .get(channel)
+            .and_then(|c| c.min_version.as_ref());
+        let candidates: Vec<Candidate<'_>> = snap
+            .releases
+            .iter()
+            .map(|r| Candidate {
+                version: &r.version,
+                has_platform: snap.package(&org.code, &r.version, platform).is_some(),
+                yanked: r.yanked.is_some(),
+                rollout: snap
+                    .rollouts
+                    .iter()
+                    .find(|o| &o.channel == channel && o.version == r.version)
+                    .map(|o| RolloutState {
+                        percent: o.percent,
+                        paused: o.paused,
+                    }),
+            })
+            .collect();
+        let decision = decide_update(
+            &DeviceFacts {
+                device_id: &device.id,
+                platform,
+                current: current.as_ref(),
+            },
+            &OrgPolicy {
+                channel,
+                pinned_version: org.config.pinned_version.as_ref(),
+            },
+            &ChannelPolicy { min_version },
+            &candidates,
+        );
+        let signed = self.manifest_for(&snap, org, platform)?;
+        let offer = match decision {
+            Decision::UpToDate => None,
+            Decision::Offer {
+                version,
+                mandatory,
+                rollback,
+            } => {
+                let package = snap
+                    .package(&org.code, &version, platform)
+                    .ok_or_else(|| ServiceError::NotFound(format!("package of {version}")))?;
+                let notes = snap
+                    .releases
+                    .iter()
+                    .find(|r| r.version == version)
+                    .map(|r| r.notes.clone())
+                    .unwrap_or_default();
+                let url = super::views::download_path(&org.code, &version, &package.file_name);
+                Some(Offer {
+                    version: version.to_string(),
+                    mandatory,
+                    rollback,
+                    notes,
+                    package: PackageOffer {
+                        minisig: format!("{url}.minisig"),
+                        url,
+                        sha256: package.sha256.to_hex(),
+                        size: package.size,
+                    },
+                })
+            }
+        };
+        let offered = offer
+            .as_ref()
+            .and_then(|o| Version::parse(&o.version).ok())
+            .map(|v| (v, channel.clone()));
+        self.fleet.checkins.push(
+            Checkin {
+                device_id: device.id.clone(),
+                at: now(),
+                address: address.to_string(),
+                version: current,
+                platform,
+                offered,
+            },
+            &self.meta,
+        );
+        Ok(UpdateAnswer {
+            offer,
+            manifest: signed.json,
+            manifest_minisig: signed.minisig,
+        })
+    }
+
+    /// A device's report on a release. Installed and failed reports count toward the automatic
+    /// halt of the release's rollout on the device's channel.
+    pub fn device_event(
+        &self,
+        device: &DeviceEntry,
+        version: Option<Version>,
+        kind: EventKind,
+        message: &str,
+        address: &str,
+    ) -> Result<()> {
+        if message.chars().count() > MAX_MESSAGE_LEN {
+            return Err(ServiceError::Invalid(format!(
+                "message must be at most {MAX_MESSAGE_LEN} characters"
+            )));
+        }
+        let snap = self.fleet_snapshot()?;
+        let channel = snap
+            .orgs
+            .get(&device.org)
+            .map(|o| o.config.channel.clone())
+            .ok_or_else(|| ServiceError::NotFound(format!("org {}", device.org)))?;
+        self.meta.append_device_event(&DeviceEvent {
+            device_id: device.id.clone(),
+            org: device.org.clone(),
+            version: version.clone(),
+            channel: channel.clone(),
+            kind,
+            message: message
+                .chars()
+                .filter(|c| !c.is_control() || *c == ' ')
+                .collect(),
+            at: now(),
+        })?;
+        let Some(version) = version else {
+            return Ok(());
+        };
+        if kind == EventKind::Downloaded {
+            return Ok(());
+        }
+        let counts = self.meta.rollout_counts(&version, &channel)?;
+        if !should_halt(counts.installed, counts.failed) {
+            return Ok(());
+        }
+        let Some(mut rollout) = self.meta.get_rollout(&version, &channel)? else {
+            return Ok(());
+        };
+        if rollout.paused {
+            return Ok(());
+        }
+        let total = counts.installed + counts.failed;
+        let reason = format!(
+            "halted: {} of {total} reports failed ({}%)",
+            counts.failed,
+            counts.failed * 100 / total.max(1)
+        );
+        rollout.paused = true;
+        rollout.pause_reason = Some(reason.clone());
+        rollout.updated_at = now();
+        self.meta.put_rollout(&rollout)?;
+        self.invalidate_fleet();
+        let actor = Actor {
+            name: "depot".into(),
+            address: address.to_string(),
+        };
+        self.audit(
+            &actor,
+            None,
+            "rollout.halt",
+            &format!("{version} on {channel}"),
+            Some(reason),
+        )
+    }
+
+    pub fn devices(&self, org: &OrgCode, filter: &DeviceFilter) -> Result<Vec<DeviceView>> {
+        self.org(org)?;
+        let q = filter.q.as_deref().map(str::to_lowercase);
+        Ok(self
+            .meta
+            .list_devices(Some(org))?
+            .iter()
+            .filter(|d| {
+                filter
+                    .platform
+                    .as_deref()
+                    .is_none_or(|p| d.platform.as_str() == p)
+            })
+            .filter(|d| {
+                filter.version.as_deref().is_none_or(|v| {
+                    d.current_version
+                        .as_ref()
+                        .is_some_and(|c| c.to_string() == v)
+                })
+            })
+            .filter(|d| {
+                filter
+                    .active
+                    .is_none_or(|a| a == d.deactivated_at.is_none())
+            })
+            .filter(|d| {
+                q.as_deref().is_none_or(|q| {
+                    d.hostname.to_lowercase().contains(q) || d.user.to_lowercase().contains(q)
+                })
+            })
+            .map(DeviceView::from)
+            .collect())
+    }
+
+    /// Deactivates a device at once: its next request is refused.
+    pub fn deactivate_device(&self, actor: &Actor, org: &OrgCode, id: &str) -> Result<()> {
+        if !self.meta.deactivate_device(org, id, now())? {
+            return Err(ServiceError::NotFound(format!(
+                "active device {id} of org {org}"
+            )));
+        }
+        self.invalidate_fleet();
+        self.audit(actor, Some(org), "device.deactivate", id, None)
+    }
+
+    pub fn usage(&self, code: &OrgCode) -> Result<UsageView> {
+        let org = self.org(code)?;
+        let devices = self.meta.list_devices(Some(code))?;
+        let active: Vec<&Device> = devices
+            .iter()
+            .filter(|d| d.deactivated_at.is_none())
+            .collect();
+        let month_ago = now() - 30 * 24 * 3600;
+        let mut usage = UsageView {
+            org: code.to_string(),
+            seats: org.config.seats,
+            enrolled: active.len() as u64,
+            active_30d: active
+                .iter()
+                .filter(|d| d.last_seen_at.is_some_and(|t| t >= month_ago))
+                .count() as u64,
+            over_seats: if org.config.seats > 0 {
+                (active.len() as u64).saturating_sub(org.config.seats.into())
+            } else {
+                0
+            },
+            by_version: Default::default(),
+            by_platform: Default::default(),
+        };
+        for d in &active {
+            let version = d
+                .current_version
+                .as_ref()
+                .map_or_else(|| "unknown".to_string(), ToString::to_string);
+            *usage.by_version.entry(version).or_default() += 1;
+            *usage.by_platform.entry(d.platform.to_string()).or_default() += 1;
+        }
+        Ok(usage)
+    }
+
+    /// Every rollout with its progress, newest release first.
+    pub fn rollouts(&self) -> Result<Vec<RolloutView>> {
+        self.meta
+            .list_rollouts()?
+            .into_iter()
+            .map(|r| {
+                let RolloutCounts {
+                    offered,
+                    downloaded,
+                    installed,
+                    failed,
+                } = self.meta.rollout_counts(&r.version, &r.channel)?;
+                Ok(RolloutView {
+                    version: r.version.to_string(),
+                    channel: r.channel.to_string(),
+                    percent: r.percent,
+                    paused: r.paused,
+                    pause_reason: r.pause_reason,
+                    offered,
+                    downloaded,
+                    installed,
+                    failed,
+                })
+            })
+            .collect()
+    }
+
+    /// Writes buffered check-ins now (clean shutdown, tests).
+    pub fn flush_checkins(&self) -> Result<()> {
+        Ok(self.fleet.checkins.flush(self.meta.as_ref())?)
+    }
+}
