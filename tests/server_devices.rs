@@ -1,0 +1,380 @@
+//! The device endpoints over a real server: enrollment, the update decision as devices see it,
+//! signed manifests, reports and the automatic halt, deactivation, usage, and bad input.
+
+use depot::domain::{Channel, OrgCode, Platform, Version};
+use depot::server::{router, serve, AppState, ServerOptions};
+use depot::service::{Actor, Depot, NoProgress, PayloadSource};
+use depot::updates::{bucket, ReleaseManifest};
+use reqwest::blocking::Client;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+struct App {
+    base: String,
+    depot: Arc<Depot>,
+    admin: String,
+    _dir: tempfile::TempDir,
+    _runtime: tokio::runtime::Runtime,
+}
+
+fn actor() -> Actor {
+    Actor {
+        name: "test".into(),
+        address: "local".into(),
+    }
+}
+
+fn start() -> App {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let settings = depot::demo::settings_for(dir.path(), &base);
+    depot::setup::init(&settings, false).unwrap();
+    let depot = Arc::new(Depot::open(&settings).unwrap());
+    let admin = depot
+        .create_token(&actor(), depot::store::Role::Admin, None, None)
+        .unwrap()
+        .secret;
+    let options = ServerOptions::default();
+    let state = AppState::with_depot(Arc::clone(&depot), options.clone());
+    runtime.spawn(
+        async move { serve(listener, router(state), &options, std::future::pending()).await },
+    );
+    App {
+        base,
+        depot,
+        admin,
+        _dir: dir,
+        _runtime: runtime,
+    }
+}
+
+impl App {
+    fn org(&self, code: &str, seats: u32) -> OrgCode {
+        let code = OrgCode::parse(code).unwrap();
+        let mut config = depot::org::OrgConfig::new("Test org").unwrap();
+        config.seats = seats;
+        self.depot.add_org(&actor(), &code, config).unwrap();
+        code
+    }
+
+    fn release(&self, version: &str, percent: u8) {
+        let path = self._dir.path().join(format!("client-{version}.tgz"));
+        std::fs::write(&path, format!("client {version}").repeat(1000)).unwrap();
+        let v = Version::parse(version).unwrap();
+        let source = PayloadSource::from_path(Platform::LinuxX86_64, path).unwrap();
+        self.depot
+            .add_release(&actor(), &v, &[source], "notes")
+            .unwrap();
+        self.depot
+            .publish(&actor(), &v, &Channel::stable(), percent, &NoProgress)
+            .unwrap();
+    }
+
+    fn key(&self, org: &OrgCode) -> String {
+        self.depot.org(org).unwrap().registration_key.to_string()
+    }
+
+    fn enroll(&self, key: &str, host: &str) -> reqwest::blocking::Response {
+        Client::new()
+            .post(format!("{}/v1/devices/enroll", self.base))
+            .json(
+                &json!({"registration_key": key, "hostname": host, "platform": "linux-x86_64",
+                          "os_version": "Debian 12", "user": "alice"}),
+            )
+            .send()
+            .unwrap()
+    }
+
+    /// Enrolls a device; returns (id, token).
+    fn device(&self, key: &str, host: &str) -> (String, String) {
+        let resp = self.enroll(key, host);
+        assert_eq!(resp.status(), 201);
+        let body: Value = resp.json().unwrap();
+        (
+            body["device_id"].as_str().unwrap().into(),
+            body["device_token"].as_str().unwrap().into(),
+        )
+    }
+
+    fn check(&self, token: &str, current: Option<&str>) -> (u16, Value) {
+        let resp = Client::new()
+            .post(format!("{}/v1/update-check", self.base))
+            .bearer_auth(token)
+            .json(&json!({"platform": "linux-x86_64", "current_version": current}))
+            .send()
+            .unwrap();
+        (resp.status().as_u16(), resp.json().unwrap_or(Value::Null))
+    }
+
+    fn get(&self, path: &str) -> Value {
+        let resp = Client::new()
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.admin)
+            .send()
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        resp.json().unwrap()
+    }
+
+    /// Lets the server see changes made through the service directly.
+    fn settle(&self) {
+        std::thread::sleep(std::time::Duration::from_millis(150));
+    }
+}
+
+#[test]
+fn enrollment_keys_rate_limit_rotation_and_seats() {
+    let app = start();
+    let physics = app.org("physics", 1);
+    let key = app.key(&physics);
+    let (id, token) = app.device(&key, "lab-01");
+    assert!(id.starts_with("dev_") && token.starts_with("depot_dev_"));
+    app.device(&key, "lab-02"); // beyond the one seat: still enrolled
+    let usage = app.get("/v1/orgs/physics/usage");
+    assert_eq!(
+        (
+            usage["seats"].as_u64(),
+            usage["enrolled"].as_u64(),
+            usage["over_seats"].as_u64()
+        ),
+        (Some(1), Some(2), Some(1))
+    );
+    let audit = app.get("/v1/audit?org=physics&action=device.enroll.over_seats");
+    assert_eq!(audit.as_array().unwrap().len(), 1, "{audit}");
+
+    // Rotation: the old key stops at once; enrolled devices keep working.
+    app.depot.rotate_key(&actor(), &physics).unwrap();
+    assert_eq!(app.enroll(&key, "lab-03").status(), 403);
+    app.settle();
+    assert_eq!(app.check(&token, None).0, 200);
+    assert_eq!(app.enroll(&app.key(&physics), "lab-03").status(), 201);
+
+    // Wrong keys are 403, then 429 from that address.
+    let statuses: Vec<u16> = (0..12)
+        .map(|_| app.enroll("AAAA-BBBB-CCCC-DDDD", "x").status().as_u16())
+        .collect();
+    assert!(statuses[..9].iter().all(|&s| s == 403), "{statuses:?}");
+    assert_eq!(*statuses.last().unwrap(), 429, "{statuses:?}");
+}
+
+#[test]
+fn a_rollout_reaches_exactly_the_devices_its_buckets_name() {
+    let app = start();
+    let org = app.org("chem", 0);
+    app.release("1.0.0", 100);
+    let key = app.key(&org);
+    let devices: Vec<(String, String)> = (0..40)
+        .map(|i| app.device(&key, &format!("host-{i}")))
+        .collect();
+    app.release("1.1.0", 30);
+    app.settle();
+    let v11 = Version::parse("1.1.0").unwrap();
+    let public_key = app.depot.public_key();
+    let mut serials = Vec::new();
+    for (id, token) in &devices {
+        let (status, answer) = app.check(token, Some("1.0.0"));
+        assert_eq!(status, 200, "{answer}");
+        let expected = bucket(id, &v11) < 30;
+        assert_eq!(
+            answer["offer"].is_object(),
+            expected,
+            "device {id}: {answer}"
+        );
+        if expected {
+            assert_eq!(answer["offer"]["version"], "1.1.0");
+            assert_eq!(answer["offer"]["mandatory"], false);
+            assert!(answer["offer"]["package"]["url"]
+                .as_str()
+                .unwrap()
+                .ends_with("chem-1.1.0-linux-x86_64.zip"));
+        }
+        let manifest = answer["manifest"].as_str().unwrap();
+        public_key
+            .verify(
+                manifest.as_bytes(),
+                answer["manifest_minisig"].as_str().unwrap(),
+            )
+            .unwrap();
+        let m: ReleaseManifest = serde_json::from_str(manifest).unwrap();
+        assert_eq!(
+            (m.org.as_str(), m.platform, m.releases.len()),
+            ("chem", Platform::LinuxX86_64, 2)
+        );
+        serials.push(m.serial);
+    }
+    // Signed once for all of them: the state did not change.
+    assert!(serials.windows(2).all(|w| w[0] == w[1]), "{serials:?}");
+
+    // Paused: nobody. A channel minimum: everybody, mandatory.
+    app.depot
+        .set_rollout(&actor(), &v11, &Channel::stable(), None, Some(true))
+        .unwrap();
+    app.settle();
+    assert!(devices
+        .iter()
+        .all(|(_, t)| app.check(t, Some("1.0.0")).1["offer"].is_null()));
+    app.depot
+        .set_channel_min_version(&actor(), &Channel::stable(), Some(v11.clone()))
+        .unwrap();
+    app.settle();
+    for (_, token) in &devices {
+        let (_, answer) = app.check(token, Some("1.0.0"));
+        assert_eq!(
+            (
+                answer["offer"]["version"].as_str(),
+                answer["offer"]["mandatory"].as_bool()
+            ),
+            (Some("1.1.0"), Some(true))
+        );
+    }
+    // A changed manifest has a higher serial.
+    let (_, answer) = app.check(&devices[0].1, Some("1.0.0"));
+    let m: ReleaseManifest = serde_json::from_str(answer["manifest"].as_str().unwrap()).unwrap();
+    assert!(m.serial > serials[0] && m.min_version == Some(v11.clone()));
+
+    // Yanked: devices on it are offered the highest eligible version as a rollback.
+    app.depot.yank(&actor(), &v11, "bad build").unwrap();
+    app.settle();
+    let (_, answer) = app.check(&devices[0].1, Some("1.1.0"));
+    assert_eq!(
+        (
+            answer["offer"]["version"].as_str(),
+            answer["offer"]["rollback"].as_bool()
+        ),
+        (Some("1.0.0"), Some(true))
+    );
+}
+
+#[test]
+fn failed_reports_halt_the_rollout_and_deactivation_stops_a_device() {
+    let app = start();
+    let org = app.org("bio", 0);
+    app.release("2.0.0", 100);
+    let key = app.key(&org);
+    let devices: Vec<(String, String)> = (0..10)
+        .map(|i| app.device(&key, &format!("h{i}")))
+        .collect();
+    let report = |token: &str, kind: &str| {
+        Client::new()
+            .post(format!("{}/v1/devices/events", app.base))
+            .bearer_auth(token)
+            .json(&json!({"version": "2.0.0", "kind": kind, "message": "exit code 1603"}))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    for (i, (_, token)) in devices.iter().enumerate() {
+        assert_eq!(
+            report(token, if i < 2 { "failed" } else { "installed" }),
+            204
+        );
+    }
+    let rollouts = app.get("/v1/rollouts");
+    let r = &rollouts.as_array().unwrap()[0];
+    assert_eq!(
+        (
+            r["paused"].as_bool(),
+            r["failed"].as_u64(),
+            r["installed"].as_u64()
+        ),
+        (Some(true), Some(2), Some(8)),
+        "{rollouts}"
+    );
+    assert!(
+        r["pause_reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("halted: 2 of 10"),
+        "{r}"
+    );
+    assert_eq!(
+        app.get("/v1/audit?action=rollout.halt")
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // Check-ins are recorded (batched) with address and version.
+    app.check(&devices[3].1, Some("2.0.0"));
+    app.depot.flush_checkins().unwrap();
+    let listed = app.get("/v1/orgs/bio/devices?q=h3");
+    assert_eq!(listed[0]["current_version"], "2.0.0", "{listed}");
+    assert_eq!(listed[0]["last_address"], "127.0.0.1");
+
+    let (id, token) = &devices[0];
+    let resp = Client::new()
+        .delete(format!("{}/v1/orgs/bio/devices/{id}", app.base))
+        .bearer_auth(&app.admin)
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    assert_eq!(app.check(token, Some("2.0.0")).0, 401);
+    assert_eq!(app.get("/v1/orgs/bio/usage")["enrolled"], 9);
+}
+
+#[test]
+fn bad_input_on_device_endpoints_is_4xx() {
+    let app = start();
+    let org = app.org("geo", 0);
+    app.release("1.0.0", 100);
+    let (_, token) = app.device(&app.key(&org), "g1");
+    let partner = app
+        .depot
+        .create_token(
+            &actor(),
+            depot::store::Role::Partner,
+            Some(org.clone()),
+            None,
+        )
+        .unwrap()
+        .secret;
+    let post = |path: &str, token: Option<&str>, body: String| {
+        let mut req = Client::new()
+            .post(format!("{}{path}", app.base))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().unwrap();
+        let status = resp.status().as_u16();
+        let body: Value = resp.json().unwrap_or(Value::Null);
+        (status, body)
+    };
+    let cases: Vec<(&str, Option<&str>, String)> = vec![
+        ("/v1/update-check", Some(&token), "{".into()),
+        ("/v1/update-check", Some(&token), "[]".into()),
+        ("/v1/update-check", Some(&token), json!({"platform": "beos", "current_version": "1.0.0"}).to_string()),
+        ("/v1/update-check", Some(&token), json!({"platform": "macos-aarch64", "current_version": null}).to_string()),
+        ("/v1/update-check", Some(&token), json!({"platform": "linux-x86_64", "current_version": "v1"}).to_string()),
+        ("/v1/update-check", Some(&token), json!({"platform": "linux-x86_64", "extra": 1}).to_string()),
+        ("/v1/update-check", None, json!({"platform": "linux-x86_64"}).to_string()),
+        ("/v1/update-check", Some("depot_dev_nope"), json!({"platform": "linux-x86_64"}).to_string()),
+        ("/v1/update-check", Some(&partner), json!({"platform": "linux-x86_64"}).to_string()),
+        ("/v1/devices/events", Some(&token), json!({"version": "1.0.0", "kind": "exploded"}).to_string()),
+        ("/v1/devices/events", Some(&token), json!({"version": "1.0.0", "kind": "failed", "message": "x".repeat(5000)}).to_string()),
+        ("/v1/devices/enroll", None, json!({"registration_key": "x"}).to_string()),
+        ("/v1/devices/enroll", None, json!({"registration_key": app.key(&org), "hostname": "a\u{0}b", "platform": "linux-x86_64"}).to_string()),
+        ("/v1/devices/enroll", None, json!({"registration_key": app.key(&org), "hostname": "h", "platform": "plan9"}).to_string()),
+        ("/v1/devices/enroll", None, "x".repeat(3 << 20)),
+    ];
+    for (path, token, body) in cases {
+        let shown = body.chars().take(60).collect::<String>();
+        let (status, answer) = post(path, token, body);
+        assert!((400..500).contains(&status), "{path} {shown}: {status}");
+        assert!(
+            answer["error"]["code"].is_string(),
+            "{path} {shown}: {answer}"
+        );
+    }
+}
