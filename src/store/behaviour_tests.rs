@@ -174,6 +174,9 @@ macro_rules! meta_store_tests {
             audit_filters_and_order,
             audit_limit,
             change_counter_moves_on_writes,
+            devices_and_checkins,
+            device_events_and_counts,
+            manifest_serials_only_grow,
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {
@@ -838,6 +841,158 @@ pub(crate) fn change_counter_moves_on_writes(s: &dyn MetaStore) {
 
 /// `a` and `b` are two handles on one store (two processes, two replicas): each sees the other's
 /// commits, and the change counter of each moves when the other writes.
+fn device(id: &str, org: &str, token: &str, at: i64) -> Device {
+    Device {
+        id: id.into(),
+        org: code(org),
+        hostname: format!("{id}.example.edu"),
+        platform: Platform::LinuxX86_64,
+        os_version: "Debian 12".into(),
+        user: "alice".into(),
+        token_hash: Sha256::digest(token.as_bytes()),
+        enrolled_at: at,
+        deactivated_at: None,
+        last_seen_at: None,
+        last_address: None,
+        current_version: None,
+    }
+}
+
+pub(crate) fn devices_and_checkins(s: &dyn MetaStore) {
+    let physics = org("physics", 100);
+    s.create_org(&physics).unwrap();
+    assert_eq!(
+        s.find_org_by_key(&physics.registration_key)
+            .unwrap()
+            .unwrap()
+            .code,
+        code("physics")
+    );
+    assert!(s
+        .find_org_by_key(&RegistrationKey::generate())
+        .unwrap()
+        .is_none());
+    s.create_device(&device("dev_a", "physics", "ta", 10))
+        .unwrap();
+    s.create_device(&device("dev_b", "physics", "tb", 11))
+        .unwrap();
+    assert!(s
+        .create_device(&device("dev_c", "nosuch", "tc", 12))
+        .is_err());
+    assert!(s
+        .create_device(&device("dev_a", "physics", "tz", 13))
+        .is_err());
+    let counter = s.change_counter().unwrap();
+    s.record_checkins(&[
+        Checkin {
+            device_id: "dev_a".into(),
+            at: 50,
+            address: "10.0.0.5".into(),
+            version: Some(ver("1.0.0")),
+            platform: Platform::LinuxX86_64,
+            offered: Some((ver("1.1.0"), channel("stable"))),
+        },
+        Checkin {
+            device_id: "dev_a".into(),
+            at: 40,
+            address: "10.0.0.6".into(),
+            version: None,
+            platform: Platform::LinuxX86_64,
+            offered: Some((ver("1.1.0"), channel("stable"))),
+        },
+    ])
+    .unwrap();
+    assert_eq!(
+        s.change_counter().unwrap(),
+        counter,
+        "check-ins must not flush caches"
+    );
+    let listed = s.list_devices(Some(&code("physics"))).unwrap();
+    assert_eq!(
+        listed.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+        ["dev_a", "dev_b"]
+    );
+    assert_eq!(
+        (listed[0].last_seen_at, listed[0].current_version.clone()),
+        (Some(50), Some(ver("1.0.0")))
+    );
+    assert_eq!(
+        s.rollout_counts(&ver("1.1.0"), &channel("stable"))
+            .unwrap()
+            .offered,
+        1
+    );
+    assert!(s.deactivate_device(&code("physics"), "dev_b", 60).unwrap());
+    assert!(!s.deactivate_device(&code("physics"), "dev_b", 61).unwrap());
+    assert!(!s
+        .deactivate_device(&code("chemistry"), "dev_a", 61)
+        .unwrap());
+    assert_eq!(s.list_devices(None).unwrap()[1].deactivated_at, Some(60));
+}
+
+pub(crate) fn device_events_and_counts(s: &dyn MetaStore) {
+    s.create_org(&org("physics", 100)).unwrap();
+    for (i, kind) in [
+        EventKind::Installed,
+        EventKind::Failed,
+        EventKind::Installed,
+        EventKind::Downloaded,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        s.append_device_event(&DeviceEvent {
+            device_id: format!("dev_{i}"),
+            org: code("physics"),
+            version: Some(ver("2.0.0")),
+            channel: channel("stable"),
+            kind,
+            message: String::new(),
+            at: i as i64,
+        })
+        .unwrap();
+    }
+    let counts = s.rollout_counts(&ver("2.0.0"), &channel("stable")).unwrap();
+    assert_eq!(
+        counts,
+        RolloutCounts {
+            offered: 0,
+            downloaded: 1,
+            installed: 2,
+            failed: 1
+        }
+    );
+    assert_eq!(
+        s.rollout_counts(&ver("2.0.0"), &channel("beta")).unwrap(),
+        RolloutCounts::default()
+    );
+}
+
+pub(crate) fn manifest_serials_only_grow(s: &dyn MetaStore) {
+    let record = |serial| ManifestRecord {
+        org: code("physics"),
+        platform: Platform::MacosAarch64,
+        channel: channel("stable"),
+        serial,
+        json: format!("{{\"serial\":{serial}}}"),
+        minisig: "sig".into(),
+    };
+    assert!(s
+        .get_manifest(&code("physics"), Platform::MacosAarch64, &channel("stable"))
+        .unwrap()
+        .is_none());
+    assert!(s.put_manifest(&record(1)).unwrap());
+    assert!(s.put_manifest(&record(3)).unwrap());
+    assert!(!s.put_manifest(&record(3)).unwrap());
+    assert!(!s.put_manifest(&record(2)).unwrap());
+    assert_eq!(
+        s.get_manifest(&code("physics"), Platform::MacosAarch64, &channel("stable"))
+            .unwrap()
+            .unwrap(),
+        record(3)
+    );
+}
+
 pub(crate) fn sees_other_handles_commits(a: &dyn MetaStore, b: &dyn MetaStore) {
     let before = b.change_counter().unwrap();
     let physics = org("physics", 1);
