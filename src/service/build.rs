@@ -435,10 +435,7 @@ impl Depot {
         digest.update(&tail);
         let (sha256, prehash) = digest.finish();
         let file_name = package_file_name(&org.code, &release.version, platform);
-        let comment = format!(
-            "timestamp:{}\tfile:{file_name}\thashed",
-            release.created_at
-        );
+        let comment = format!("timestamp:{}\tfile:{file_name}\thashed", release.created_at);
         let minisig = self.key.sign_prehashed(&prehash, &comment);
         let size = part.part_len + tail.len() as u64;
         let package = Package {
