@@ -92,13 +92,16 @@ pub async fn update_check(
         .as_deref()
         .map(Version::parse)
         .transpose()?;
-    let answer = blocking(move || {
-        let device = state.depot.device_by_id(&id)?;
+    // Answered from memory on the runtime when it can be; the store only when it must.
+    if let Some(answer) =
         state
             .depot
-            .update_check(&device, platform, current, &address)
-    })
-    .await?;
+            .update_check_in_memory(&id, platform, current.clone(), &address)
+    {
+        return Ok(Json(answer?));
+    }
+    let answer =
+        blocking(move || state.depot.update_check(&id, platform, current, &address)).await?;
     Ok(Json(answer))
 }
 

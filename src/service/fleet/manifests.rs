@@ -56,6 +56,21 @@ fn state_of(snap: &Snapshot, org: &Org, platform: Platform) -> ManifestState {
 }
 
 impl Depot {
+    /// The signed manifest if the cache holds it for this snapshot and it is not due for a new
+    /// signature.
+    pub(super) fn cached_manifest(
+        &self,
+        snap: &Snapshot,
+        org: &Org,
+        platform: Platform,
+    ) -> Option<SignedManifest> {
+        let key = (org.code.clone(), platform, org.config.channel.clone());
+        let entries = self.fleet.manifests.entries.lock().ok()?;
+        let cached = entries.get(&key)?;
+        (cached.counter == snap.counter && !cached.manifest.is_due_for_resign(now()))
+            .then(|| cached.signed.clone())
+    }
+
     pub(super) fn manifest_for(
         &self,
         snap: &Snapshot,

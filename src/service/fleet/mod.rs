@@ -158,6 +158,30 @@ pub struct RolloutView {
     pub failed: u64,
 }
 
+/// The active device with this id and its org; its platform must be the one asked about.
+fn device_and_org<'a>(
+    snap: &'a Snapshot,
+    device_id: &str,
+    platform: Platform,
+) -> Result<(&'a DeviceEntry, &'a crate::org::Org)> {
+    let device = snap
+        .devices_by_id
+        .get(device_id)
+        .filter(|d| d.active)
+        .ok_or_else(|| ServiceError::NotFound(format!("active device {device_id}")))?;
+    if platform != device.platform {
+        return Err(ServiceError::Invalid(format!(
+            "platform {platform} is not this device's enrolled platform {}",
+            device.platform
+        )));
+    }
+    let org = snap
+        .orgs
+        .get(&device.org)
+        .ok_or_else(|| ServiceError::NotFound(format!("org {}", device.org)))?;
+    Ok((device, org))
+}
+
 fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     rand::rngs::OsRng.fill_bytes(&mut buf);
@@ -178,6 +202,25 @@ fn clean_field(field: &str, value: &str, required: bool) -> Result<String> {
 }
 
 impl Depot {
+    /// The in-memory state if it is fresh enough to use without asking the store.
+    pub fn fresh_snapshot(&self) -> Option<Arc<Snapshot>> {
+        let (snapshot, checked) = self.fleet.snapshot.read().ok()?.clone()?;
+        (checked.elapsed() < REFRESH_INTERVAL).then_some(snapshot)
+    }
+
+    /// The active device a device token names, from memory alone; `None` when the snapshot is
+    /// due for a reload.
+    pub fn device_by_token_in_memory(&self, secret: &str) -> Option<Option<DeviceEntry>> {
+        let hash = Sha256::digest(secret.as_bytes());
+        Some(
+            self.fresh_snapshot()?
+                .devices
+                .get(&hash)
+                .filter(|d| d.active)
+                .cloned(),
+        )
+    }
+
     /// The in-memory state, reloaded when another process (or this one) changed the store.
     pub fn fleet_snapshot(&self) -> Result<Arc<Snapshot>> {
         if let Some((snapshot, checked)) = self.fleet.snapshot.read().ok().and_then(|s| s.clone()) {
@@ -300,22 +343,46 @@ impl Depot {
     /// The update decision and signed manifest for a device; records the check-in.
     pub fn update_check(
         &self,
-        device: &DeviceEntry,
+        device_id: &str,
         platform: Platform,
         current: Option<Version>,
         address: &str,
     ) -> Result<UpdateAnswer> {
-        if platform != device.platform {
-            return Err(ServiceError::Invalid(format!(
-                "platform {platform} is not this device's enrolled platform {}",
-                device.platform
-            )));
-        }
         let snap = self.fleet_snapshot()?;
-        let org = snap
-            .orgs
-            .get(&device.org)
-            .ok_or_else(|| ServiceError::NotFound(format!("org {}", device.org)))?;
+        let (device, org) = device_and_org(&snap, device_id, platform)?;
+        let signed = self.manifest_for(&snap, org, platform)?;
+        self.answer(&snap, device, org, platform, current, address, signed)
+    }
+
+    /// [`Depot::update_check`] from memory alone, for the async hot path: `None` when the
+    /// snapshot is due for a reload or the manifest for a signature, which need the store.
+    pub fn update_check_in_memory(
+        &self,
+        device_id: &str,
+        platform: Platform,
+        current: Option<Version>,
+        address: &str,
+    ) -> Option<Result<UpdateAnswer>> {
+        let snap = self.fresh_snapshot()?;
+        let (device, org) = match device_and_org(&snap, device_id, platform) {
+            Ok(found) => found,
+            Err(e) => return Some(Err(e)),
+        };
+        let signed = self.cached_manifest(&snap, org, platform)?;
+        Some(self.answer(&snap, device, org, platform, current, address, signed))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn answer(
+        &self,
+        snap: &Snapshot,
+        device: &DeviceEntry,
+        org: &crate::org::Org,
+        platform: Platform,
+        current: Option<Version>,
+        address: &str,
+        signed: crate::updates::SignedManifest,
+    ) -> Result<UpdateAnswer> {
         let channel = &org.config.channel;
         let min_version = snap
             .channels
@@ -351,7 +418,6 @@ impl Depot {
             &ChannelPolicy { min_version },
             &candidates,
         );
-        let signed = self.manifest_for(&snap, org, platform)?;
         let offer = match decision {
             Decision::UpToDate => None,
             Decision::Offer {
