@@ -107,13 +107,8 @@ pub struct TokenCache {
 
 struct Snapshot {
     counter: u64,
-    /// When the store's counter was last compared with `counter`.
-    checked: std::time::Instant,
     by_hash: HashMap<Sha256, TokenRecord>,
 }
-
-/// How stale the token cache may be relative to changes by other processes (the CLI).
-const TOKEN_REFRESH: std::time::Duration = std::time::Duration::from_millis(100);
 
 impl TokenCache {
     /// The live token with this secret hash. Blocking: one cheap store call, plus a reload of
@@ -123,13 +118,9 @@ impl TokenCache {
         meta: &dyn MetaStore,
         hash: &Sha256,
     ) -> crate::store::Result<Option<TokenRecord>> {
-        if let Some(found) = self.find_in_memory(hash) {
-            return Ok(found);
-        }
         let counter = meta.change_counter()?;
-        if let Some(snapshot) = self.write().as_mut() {
+        if let Some(snapshot) = self.read().as_ref() {
             if snapshot.counter == counter {
-                snapshot.checked = std::time::Instant::now();
                 return Ok(snapshot.by_hash.get(hash).cloned());
             }
         }
@@ -140,20 +131,8 @@ impl TokenCache {
             .map(|t| (t.secret_hash, t))
             .collect();
         let found = by_hash.get(hash).cloned();
-        *self.write() = Some(Snapshot {
-            counter,
-            checked: std::time::Instant::now(),
-            by_hash,
-        });
+        *self.write() = Some(Snapshot { counter, by_hash });
         Ok(found)
-    }
-
-    /// The live token with this secret hash, from memory alone; `None` when the cache is due
-    /// for a comparison with the store.
-    pub fn find_in_memory(&self, hash: &Sha256) -> Option<Option<TokenRecord>> {
-        let guard = self.read();
-        let snapshot = guard.as_ref()?;
-        (snapshot.checked.elapsed() < TOKEN_REFRESH).then(|| snapshot.by_hash.get(hash).cloned())
     }
 
     /// Forget everything: the server itself created or revoked a token, which the store's
@@ -203,34 +182,34 @@ pub async fn authenticate(
             "too many bad tokens from this address; try again later".into(),
         ));
     }
-    let hash = Sha256::digest(secret.as_bytes());
-    let token = match state.tokens.find_in_memory(&hash) {
-        Some(token) => token,
-        None => {
-            let shared = state.clone();
-            tokio::task::spawn_blocking(move || shared.tokens.find(shared.meta.as_ref(), &hash))
-                .await??
+    let found = if secret.starts_with(crate::service::fleet::DEVICE_TOKEN_PREFIX) {
+        // Device tokens: the update hot path, answered from the fleet's memory when it is fresh.
+        match state.depot.clone() {
+            Some(depot) => {
+                let device = match depot.device_by_token_in_memory(&secret) {
+                    Some(device) => device,
+                    None => tokio::task::spawn_blocking(move || depot.device_by_token(&secret))
+                        .await?
+                        .map_err(ApiError::from)?,
+                };
+                device.map(|d| Caller {
+                    name: format!("device:{}", d.id),
+                    principal: Principal::Device {
+                        org: d.org,
+                        device_id: d.id,
+                    },
+                })
+            }
+            None => None,
         }
+    } else {
+        let hash = Sha256::digest(secret.as_bytes());
+        let shared = state.clone();
+        tokio::task::spawn_blocking(move || shared.tokens.find(shared.meta.as_ref(), &hash))
+            .await??
+            .as_ref()
+            .and_then(Caller::from_token)
     };
-    let mut found = token.as_ref().and_then(Caller::from_token);
-    // Device tokens: enrolled, active devices of the fleet, when no API token matched.
-    if found.is_none() {
-        if let Some(depot) = state.depot.clone() {
-            let device = match depot.device_by_token_in_memory(&secret) {
-                Some(device) => device,
-                None => tokio::task::spawn_blocking(move || depot.device_by_token(&secret))
-                    .await?
-                    .map_err(ApiError::from)?,
-            };
-            found = device.map(|d| Caller {
-                name: format!("device:{}", d.id),
-                principal: Principal::Device {
-                    org: d.org,
-                    device_id: d.id,
-                },
-            });
-        }
-    }
     match found {
         Some(caller) => Ok(Some(caller)),
         None => {

@@ -309,6 +309,10 @@ fn method_filter(method: &HttpMethod) -> MethodFilter {
         routes::releases::PublishRequest, routes::releases::PublishView, routes::releases::RolloutRequest,
         routes::releases::YankRequest, routes::releases::ChannelRequest, routes::releases::ChannelView,
         routes::tokens::NewTokenRequest, routes::tokens::CreatedToken,
+        routes::fleet::UpdateCheck, routes::fleet::DeviceReport,
+        crate::service::fleet::EnrollRequest, crate::service::fleet::Enrolled,
+        crate::service::fleet::UpdateAnswer, crate::service::fleet::Offer, crate::service::fleet::PackageOffer,
+        crate::service::fleet::DeviceView, crate::service::fleet::UsageView, crate::service::fleet::RolloutView,
     )),
     modifiers(&BearerScheme)
 )]

@@ -31,6 +31,9 @@ use std::time::{Duration, Instant};
 /// How stale the in-memory state may be relative to changes made by other processes.
 pub const REFRESH_INTERVAL: Duration = Duration::from_millis(100);
 const MAX_FIELD_LEN: usize = 255;
+/// Device tokens start with this; API tokens do not, so a request's token is looked up in one
+/// place only.
+pub const DEVICE_TOKEN_PREFIX: &str = "depot_dev_";
 const MAX_MESSAGE_LEN: usize = 2000;
 
 /// The in-memory state of the fleet; one per `Depot`.
@@ -294,7 +297,7 @@ impl Depot {
             .filter(|d| d.deactivated_at.is_none())
             .count();
         let id = format!("dev_{}", random_hex(8));
-        let token = format!("depot_dev_{}", random_hex(20));
+        let token = format!("{DEVICE_TOKEN_PREFIX}{}", random_hex(20));
         let device = Device {
             id: id.clone(),
             org: org.code.clone(),
