@@ -388,14 +388,17 @@ pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
             .route::<tokens::__path_list_tokens, _, _>(tokens::list_tokens)
             .route::<tokens::__path_revoke_token, _, _>(tokens::revoke_token)
             .route::<audit::__path_query_audit, _, _>(audit::query_audit)
-            .route::<fleet::__path_enroll, _, _>(fleet::enroll)
-            .route::<fleet::__path_update_check, _, _>(fleet::update_check)
-            .route::<fleet::__path_device_event, _, _>(fleet::device_event)
             .route::<fleet::__path_list_devices, _, _>(fleet::list_devices)
             .route::<fleet::__path_deactivate_device, _, _>(fleet::deactivate_device)
             .route::<fleet::__path_usage, _, _>(fleet::usage)
             .route::<fleet::__path_rollouts, _, _>(fleet::rollouts)
             .layer(timeout());
+        // The device endpoints answer from memory or with one short store call: a timer per
+        // request would cost the update hot path more than it could ever save.
+        let devices = ApiRouter::<ApiState>::default()
+            .route::<fleet::__path_enroll, _, _>(fleet::enroll)
+            .route::<fleet::__path_update_check, _, _>(fleet::update_check)
+            .route::<fleet::__path_device_event, _, _>(fleet::device_event);
         let overlay = ApiRouter::<ApiState>::default()
             .route::<orgs::__path_put_file, _, _>(orgs::put_file)
             .layer(DefaultBodyLimit::max(crate::org::MAX_OVERLAY_FILE_SIZE))
@@ -406,7 +409,13 @@ pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
             .route::<releases::__path_upload_release, _, _>(releases::upload_release)
             .layer(DefaultBodyLimit::disable())
             .route::<releases::__path_publish, _, _>(releases::publish);
-        all = all.merge(managed.merge(overlay).merge(long).with_state(api_state));
+        all = all.merge(
+            managed
+                .merge(devices)
+                .merge(overlay)
+                .merge(long)
+                .with_state(api_state),
+        );
     }
     let mut openapi = <ApiDoc as utoipa::OpenApi>::openapi();
     openapi.paths = all.paths;
