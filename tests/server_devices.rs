@@ -124,6 +124,28 @@ impl App {
         resp.json().unwrap()
     }
 
+    fn report(&self, token: &str, version: &str, kind: &str) -> u16 {
+        Client::new()
+            .post(format!("{}/v1/devices/events", self.base))
+            .bearer_auth(token)
+            .json(&json!({"version": version, "kind": kind, "message": "exit code 1603"}))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    /// The status of a request with `token`.
+    fn status(&self, method: reqwest::Method, path: &str, token: &str) -> u16 {
+        Client::new()
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
     /// Lets the server see changes made through the service directly.
     fn settle(&self) {
         std::thread::sleep(std::time::Duration::from_millis(150));
@@ -377,4 +399,151 @@ fn bad_input_on_device_endpoints_is_4xx() {
             "{path} {shown}: {answer}"
         );
     }
+}
+
+#[test]
+fn pin_counts_usage_filters_and_access() {
+    let app = start();
+    let astro = app.org("astro", 0);
+    let other = app.org("other", 0);
+    app.release("1.0.0", 100);
+    app.release("1.1.0", 100);
+    app.release("1.2.0", 0);
+    let key = app.key(&astro);
+    let devices: Vec<(String, String)> = (0..3)
+        .map(|i| app.device(&key, &format!("star-{i}")))
+        .collect();
+    let current = [Some("1.0.0"), Some("1.1.0"), None];
+    let (_, answer) = app.check(&devices[0].1, current[0]);
+    assert_eq!(answer["offer"]["version"], "1.1.0", "{answer}");
+    let serial = |answer: &Value| {
+        serde_json::from_str::<ReleaseManifest>(answer["manifest"].as_str().unwrap())
+            .unwrap()
+            .serial
+    };
+    let unpinned = serial(&answer);
+
+    // A pin wins over the rollout: 1.2.0 reaches no one by percent, everyone by the pin.
+    let mut config = app.depot.org(&astro).unwrap().config;
+    config.pinned_version = Some(Version::parse("1.2.0").unwrap());
+    app.depot.update_org(&actor(), &astro, config).unwrap();
+    app.settle();
+    for ((_, token), current) in devices.iter().zip(current) {
+        let (status, answer) = app.check(token, current);
+        assert_eq!(status, 200);
+        assert_eq!(answer["offer"]["version"], "1.2.0", "{answer}");
+        let m: ReleaseManifest =
+            serde_json::from_str(answer["manifest"].as_str().unwrap()).unwrap();
+        assert_eq!(m.pinned_version, Some(Version::parse("1.2.0").unwrap()));
+        assert!(m.serial > unpinned);
+    }
+
+    // Reports count in devices: one machine failing again and again is one failure, and does
+    // not halt the rollout on its own.
+    assert_eq!(app.report(&devices[0].1, "1.2.0", "downloaded"), 204);
+    assert_eq!(app.report(&devices[0].1, "1.2.0", "installed"), 204);
+    for _ in 0..12 {
+        assert_eq!(app.report(&devices[1].1, "1.2.0", "failed"), 204);
+    }
+    app.depot.flush_checkins().unwrap();
+    let rollouts = app.get("/v1/rollouts");
+    let r = rollouts
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["version"] == "1.2.0" && r["channel"] == "stable")
+        .unwrap();
+    assert_eq!(
+        [
+            &r["offered"],
+            &r["downloaded"],
+            &r["installed"],
+            &r["failed"],
+            &r["paused"]
+        ],
+        [&json!(3), &json!(1), &json!(1), &json!(1), &json!(false)],
+        "{r}"
+    );
+
+    // Usage and the device list, from the recorded check-ins.
+    let usage = app.get("/v1/orgs/astro/usage");
+    assert_eq!(
+        (
+            &usage["enrolled"],
+            &usage["active_30d"],
+            &usage["over_seats"]
+        ),
+        (&json!(3), &json!(3), &json!(0)),
+        "{usage}"
+    );
+    assert_eq!(
+        usage["by_version"],
+        json!({"1.0.0": 1, "1.1.0": 1, "unknown": 1})
+    );
+    assert_eq!(usage["by_platform"], json!({"linux-x86_64": 3}));
+    let listed = app.get("/v1/orgs/astro/devices?version=1.1.0&platform=linux-x86_64");
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed[0]["hostname"], "star-1");
+    assert_eq!(app.get("/v1/orgs/astro/devices?active=false"), json!([]));
+    assert_eq!(
+        app.get("/v1/orgs/astro/devices?q=STAR")
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    for bad in ["platform=beos", "version=v1", "active=maybe"] {
+        let status = app.status(
+            reqwest::Method::GET,
+            &format!("/v1/orgs/astro/devices?{bad}"),
+            &app.admin,
+        );
+        assert!((400..500).contains(&status), "{bad}: {status}");
+    }
+
+    // Access: another org's partner sees nothing (404); a device administers nothing (403).
+    let outsider = app
+        .depot
+        .create_token(&actor(), depot::store::Role::Partner, Some(other), None)
+        .unwrap()
+        .secret;
+    let device = &devices[2];
+    let get = reqwest::Method::GET;
+    let delete = reqwest::Method::DELETE;
+    let deactivate = format!("/v1/orgs/astro/devices/{}", device.0);
+    assert_eq!(
+        app.status(get.clone(), "/v1/orgs/astro/devices", &outsider),
+        404
+    );
+    assert_eq!(
+        app.status(get.clone(), "/v1/orgs/astro/usage", &outsider),
+        404
+    );
+    assert_eq!(app.status(delete.clone(), &deactivate, &outsider), 404);
+    assert_eq!(app.status(get.clone(), "/v1/rollouts", &outsider), 403);
+    assert_eq!(
+        app.status(get.clone(), "/v1/orgs/astro/devices", &device.1),
+        403
+    );
+    assert_eq!(
+        app.status(
+            delete.clone(),
+            "/v1/orgs/astro/devices/dev_nope",
+            &app.admin
+        ),
+        404
+    );
+
+    // Deactivated by another process (the CLI on the same database): refused within moments.
+    assert!(app
+        .depot
+        .meta()
+        .deactivate_device(&astro, &device.0, 0)
+        .unwrap()
+        .is_some());
+    app.settle();
+    assert_eq!(app.check(&device.1, None).0, 401);
+    assert_eq!(app.report(&device.1, "1.2.0", "failed"), 401);
+    assert_eq!(app.status(delete, &deactivate, &app.admin), 404);
+    assert_eq!(app.get("/v1/orgs/astro/usage")["enrolled"], 2);
 }

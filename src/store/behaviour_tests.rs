@@ -872,10 +872,15 @@ pub(crate) fn devices_and_checkins(s: &dyn MetaStore) {
         .find_org_by_key(&RegistrationKey::generate())
         .unwrap()
         .is_none());
-    s.create_device(&device("dev_a", "physics", "ta", 10))
+    let after_a = s
+        .create_device(&device("dev_a", "physics", "ta", 10))
         .unwrap();
-    s.create_device(&device("dev_b", "physics", "tb", 11))
+    assert_eq!(after_a, s.change_counter().unwrap());
+    let after_b = s
+        .create_device(&device("dev_b", "physics", "tb", 11))
         .unwrap();
+    assert_eq!(after_b, after_a + 1, "one commit, one step of the counter");
+    assert_eq!(s.count_active_devices(&code("physics")).unwrap(), 2);
     assert!(s
         .create_device(&device("dev_c", "nosuch", "tc", 12))
         .is_err());
@@ -922,11 +927,21 @@ pub(crate) fn devices_and_checkins(s: &dyn MetaStore) {
             .offered,
         1
     );
-    assert!(s.deactivate_device(&code("physics"), "dev_b", 60).unwrap());
-    assert!(!s.deactivate_device(&code("physics"), "dev_b", 61).unwrap());
-    assert!(!s
-        .deactivate_device(&code("chemistry"), "dev_a", 61)
-        .unwrap());
+    let before = s.change_counter().unwrap();
+    assert_eq!(
+        s.deactivate_device(&code("physics"), "dev_b", 60).unwrap(),
+        Some(before + 1)
+    );
+    assert_eq!(
+        s.deactivate_device(&code("physics"), "dev_b", 61).unwrap(),
+        None
+    );
+    assert_eq!(
+        s.deactivate_device(&code("chemistry"), "dev_a", 61)
+            .unwrap(),
+        None
+    );
+    assert_eq!(s.count_active_devices(&code("physics")).unwrap(), 1);
     assert_eq!(s.list_devices(None).unwrap()[1].deactivated_at, Some(60));
 }
 
@@ -960,6 +975,53 @@ pub(crate) fn device_events_and_counts(s: &dyn MetaStore) {
             downloaded: 1,
             installed: 2,
             failed: 1
+        }
+    );
+    // Counted in devices: dev_1 keeps failing, then installs; dev_0 downloads twice, then fails.
+    let report = |device: &str, kind, at| {
+        s.append_device_event(&DeviceEvent {
+            device_id: device.into(),
+            org: code("physics"),
+            version: Some(ver("2.0.0")),
+            channel: channel("stable"),
+            kind,
+            message: String::new(),
+            at,
+        })
+        .unwrap()
+    };
+    report("dev_1", EventKind::Failed, 10);
+    report("dev_1", EventKind::Failed, 11);
+    report("dev_0", EventKind::Downloaded, 12);
+    report("dev_0", EventKind::Downloaded, 13);
+    assert_eq!(
+        s.rollout_counts(&ver("2.0.0"), &channel("stable")).unwrap(),
+        RolloutCounts {
+            offered: 0,
+            downloaded: 2,
+            installed: 2,
+            failed: 1
+        }
+    );
+    report("dev_1", EventKind::Installed, 14);
+    report("dev_0", EventKind::Failed, 15);
+    assert_eq!(
+        s.rollout_counts(&ver("2.0.0"), &channel("stable")).unwrap(),
+        RolloutCounts {
+            offered: 0,
+            downloaded: 2,
+            installed: 2,
+            failed: 1
+        }
+    );
+    report("dev_2", EventKind::Failed, 16);
+    assert_eq!(
+        s.rollout_counts(&ver("2.0.0"), &channel("stable")).unwrap(),
+        RolloutCounts {
+            offered: 0,
+            downloaded: 2,
+            installed: 1,
+            failed: 2
         }
     );
     assert_eq!(

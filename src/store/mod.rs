@@ -142,15 +142,21 @@ pub trait MetaStore: Send + Sync {
     // Devices (updates)
     /// The org whose current registration key this is.
     fn find_org_by_key(&self, key: &crate::domain::RegistrationKey) -> Result<Option<Org>>;
-    fn create_device(&self, device: &Device) -> Result<()>;
+    /// Returns the change counter as this commit left it (see [`MetaStore::change_counter`]).
+    fn create_device(&self, device: &Device) -> Result<u64>;
+    /// The org's devices that are not deactivated.
+    fn count_active_devices(&self, org: &OrgCode) -> Result<u64>;
     /// Every device, or one org's; oldest enrollment first.
     fn list_devices(&self, org: Option<&OrgCode>) -> Result<Vec<Device>>;
-    /// Returns false when the org has no such active device.
-    fn deactivate_device(&self, org: &OrgCode, id: &str, now: i64) -> Result<bool>;
+    /// Returns the change counter as this commit left it, or `None` (and changes nothing) when
+    /// the org has no such active device.
+    fn deactivate_device(&self, org: &OrgCode, id: &str, now: i64) -> Result<Option<u64>>;
     /// Records a batch of update checks in one transaction (last seen, address, version, offers).
     fn record_checkins(&self, checkins: &[Checkin]) -> Result<()>;
     fn append_device_event(&self, event: &DeviceEvent) -> Result<()>;
-    /// Counts per release and channel.
+    /// Counts per release and channel, in devices: offered it, reported it downloaded, and
+    /// whose latest installed-or-failed report on it is installed (or failed). A device that
+    /// fails again and again counts once, so it cannot halt a rollout alone.
     fn rollout_counts(&self, version: &Version, channel: &Channel) -> Result<RolloutCounts>;
     fn get_manifest(
         &self,

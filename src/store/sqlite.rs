@@ -126,6 +126,23 @@ impl SqliteStore {
         tx.commit()?;
         Ok(out)
     }
+
+    /// [`Self::write`], also giving the change counter as this commit left it: a cache holding
+    /// the state just before can apply the change itself instead of reloading everything.
+    fn write_counted<T>(&self, f: impl FnOnce(&Transaction) -> Result<T>) -> Result<(T, u64)> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let out = f(&tx)?;
+        tx.prepare_cached("UPDATE meta SET value = value + 1 WHERE key = 'changes'")?
+            .execute([])?;
+        let counter: i64 = tx
+            .prepare_cached("SELECT value FROM meta WHERE key = 'changes'")?
+            .query_row([], |row| row.get(0))?;
+        tx.commit()?;
+        let counter = u64::try_from(counter)
+            .map_err(|_| StoreError::Corrupt("meta row changes: negative".into()))?;
+        Ok((out, counter))
+    }
 }
 
 impl SqliteStore {
@@ -908,16 +925,23 @@ impl MetaStore for SqliteStore {
         })
     }
 
-    fn create_device(&self, device: &super::Device) -> Result<()> {
-        self.write(|tx| fleet::create_device(tx, device))
+    fn create_device(&self, device: &super::Device) -> Result<u64> {
+        Ok(self.write_counted(|tx| fleet::create_device(tx, device))?.1)
+    }
+
+    fn count_active_devices(&self, org: &OrgCode) -> Result<u64> {
+        self.read(|tx| fleet::count_active_devices(tx, org))
     }
 
     fn list_devices(&self, org: Option<&OrgCode>) -> Result<Vec<super::Device>> {
         self.read(|tx| fleet::list_devices(tx, org))
     }
 
-    fn deactivate_device(&self, org: &OrgCode, id: &str, now: i64) -> Result<bool> {
-        self.write(|tx| fleet::deactivate_device(tx, org, id, now))
+    fn deactivate_device(&self, org: &OrgCode, id: &str, now: i64) -> Result<Option<u64>> {
+        // An unchanged row still bumps the counter: harmless, and it keeps one write path.
+        let (changed, counter) =
+            self.write_counted(|tx| fleet::deactivate_device(tx, org, id, now))?;
+        Ok(changed.then_some(counter))
     }
 
     fn record_checkins(&self, checkins: &[super::Checkin]) -> Result<()> {

@@ -11,7 +11,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 struct Cached {
-    counter: u64,
+    /// The snapshot generation it was checked against.
+    generation: u64,
     manifest: ReleaseManifest,
     signed: SignedManifest,
 }
@@ -67,7 +68,7 @@ impl Depot {
         let key = (org.code.clone(), platform, org.config.channel.clone());
         let entries = self.fleet.manifests.entries.lock().ok()?;
         let cached = entries.get(&key)?;
-        (cached.counter == snap.counter && !cached.manifest.is_due_for_resign(now()))
+        (cached.generation == snap.generation && !cached.manifest.is_due_for_resign(now()))
             .then(|| cached.signed.clone())
     }
 
@@ -86,7 +87,7 @@ impl Depot {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         if let Some(c) = entries.get(&key) {
-            if c.counter == snap.counter && !c.manifest.is_due_for_resign(at) {
+            if c.generation == snap.generation && !c.manifest.is_due_for_resign(at) {
                 return Ok(c.signed.clone());
             }
         }
@@ -94,7 +95,7 @@ impl Depot {
         let fresh = |m: &ReleaseManifest| m.state() == state && !m.is_due_for_resign(at);
         if let Some(c) = entries.get_mut(&key) {
             if fresh(&c.manifest) {
-                c.counter = snap.counter;
+                c.generation = snap.generation;
                 return Ok(c.signed.clone());
             }
         }
@@ -113,7 +114,7 @@ impl Depot {
                     entries.insert(
                         key,
                         Cached {
-                            counter: snap.counter,
+                            generation: snap.generation,
                             manifest: manifest.clone(),
                             signed: signed.clone(),
                         },
@@ -137,7 +138,7 @@ impl Depot {
                 entries.insert(
                     key,
                     Cached {
-                        counter: snap.counter,
+                        generation: snap.generation,
                         manifest,
                         signed: signed.clone(),
                     },

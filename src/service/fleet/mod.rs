@@ -12,9 +12,11 @@
 mod checkins;
 mod manifests;
 mod snapshot;
+#[cfg(test)]
+mod tests;
 
 pub use checkins::CheckinBuffer;
-pub use snapshot::{DeviceEntry, Snapshot};
+pub use snapshot::{DeviceEntry, DeviceIndex, Snapshot};
 
 use super::{now, Actor, Depot, Result, ServiceError};
 use crate::domain::{OrgCode, Platform, RegistrationKey, Sha256, Version};
@@ -39,11 +41,23 @@ const MAX_MESSAGE_LEN: usize = 2000;
 /// The in-memory state of the fleet; one per `Depot`.
 #[derive(Default)]
 pub struct Fleet {
-    snapshot: RwLock<Option<(Arc<Snapshot>, Instant)>>,
+    current: RwLock<Option<Current>>,
     manifests: manifests::ManifestCache,
     pub(crate) checkins: CheckinBuffer,
-    /// Serialises snapshot reloads so that a burst of requests reloads once.
+    /// Serialises snapshot reloads (so that a burst of requests reloads once) with the
+    /// application of this process's own device changes.
     reload: Mutex<()>,
+    /// Serialises the automatic halt, so that two reports tipping it at once halt it once.
+    halting: Mutex<()>,
+}
+
+/// The snapshot in use, the store's change counter it is known to be up to date with, and
+/// when that was last compared with the store.
+#[derive(Clone)]
+struct Current {
+    snapshot: Arc<Snapshot>,
+    counter: u64,
+    checked: Instant,
 }
 
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
@@ -166,11 +180,11 @@ fn device_and_org<'a>(
     snap: &'a Snapshot,
     device_id: &str,
     platform: Platform,
-) -> Result<(&'a DeviceEntry, &'a crate::org::Org)> {
+) -> Result<(DeviceEntry, &'a crate::org::Org)> {
     let device = snap
-        .devices_by_id
-        .get(device_id)
-        .filter(|d| d.active)
+        .devices()
+        .by_id(device_id)
+        .cloned()
         .ok_or_else(|| ServiceError::NotFound(format!("active device {device_id}")))?;
     if platform != device.platform {
         return Err(ServiceError::Invalid(format!(
@@ -205,74 +219,99 @@ fn clean_field(field: &str, value: &str, required: bool) -> Result<String> {
 }
 
 impl Depot {
+    fn current(&self) -> Option<Current> {
+        self.fleet
+            .current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// The in-memory state if it is fresh enough to use without asking the store.
     pub fn fresh_snapshot(&self) -> Option<Arc<Snapshot>> {
-        let (snapshot, checked) = self.fleet.snapshot.read().ok()?.clone()?;
-        (checked.elapsed() < REFRESH_INTERVAL).then_some(snapshot)
+        let guard = self.fleet.current.read().unwrap_or_else(|p| p.into_inner());
+        let current = guard.as_ref()?;
+        (current.checked.elapsed() < REFRESH_INTERVAL).then(|| Arc::clone(&current.snapshot))
     }
 
     /// The active device a device token names, from memory alone; `None` when the snapshot is
-    /// due for a reload.
+    /// due for a comparison with the store.
     pub fn device_by_token_in_memory(&self, secret: &str) -> Option<Option<DeviceEntry>> {
         let hash = Sha256::digest(secret.as_bytes());
-        Some(
-            self.fresh_snapshot()?
-                .devices
-                .get(&hash)
-                .filter(|d| d.active)
-                .cloned(),
-        )
+        Some(self.fresh_snapshot()?.devices().by_token(&hash).cloned())
     }
 
     /// The in-memory state, reloaded when another process (or this one) changed the store.
     pub fn fleet_snapshot(&self) -> Result<Arc<Snapshot>> {
-        if let Some((snapshot, checked)) = self.fleet.snapshot.read().ok().and_then(|s| s.clone()) {
-            if checked.elapsed() < REFRESH_INTERVAL {
-                return Ok(snapshot);
-            }
+        if let Some(snapshot) = self.fresh_snapshot() {
+            return Ok(snapshot);
         }
         let _reloading = self.fleet.reload.lock().unwrap_or_else(|p| p.into_inner());
-        let current = self.fleet.snapshot.read().ok().and_then(|s| s.clone());
-        if let Some((snapshot, checked)) = &current {
-            if checked.elapsed() < REFRESH_INTERVAL {
-                return Ok(Arc::clone(snapshot));
-            }
+        let current = self.current();
+        if let Some(c) = current
+            .as_ref()
+            .filter(|c| c.checked.elapsed() < REFRESH_INTERVAL)
+        {
+            return Ok(Arc::clone(&c.snapshot));
         }
         let counter = self.meta.change_counter()?;
         let snapshot = match current {
-            Some((snapshot, _)) if snapshot.counter == counter => snapshot,
+            Some(c) if c.counter == counter => c.snapshot,
             _ => Arc::new(Snapshot::load(self.meta.as_ref(), counter)?),
         };
-        if let Ok(mut slot) = self.fleet.snapshot.write() {
-            *slot = Some((Arc::clone(&snapshot), Instant::now()));
-        }
+        *self
+            .fleet
+            .current
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = Some(Current {
+            snapshot: Arc::clone(&snapshot),
+            counter,
+            checked: Instant::now(),
+        });
         Ok(snapshot)
     }
 
     /// Forgets the in-memory state after a change this process made, so the next request sees it.
     pub(crate) fn invalidate_fleet(&self) {
-        if let Ok(mut slot) = self.fleet.snapshot.write() {
-            *slot = None;
+        *self
+            .fleet
+            .current
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// Applies a device change this process committed, which left the store's change counter
+    /// at `counter`, to the in-memory index. When the counter shows that another commit came
+    /// between the snapshot and this one, the snapshot is dropped instead and reloaded whole.
+    fn apply_device_change(&self, counter: u64, change: impl FnOnce(&mut DeviceIndex)) {
+        let _reloading = self.fleet.reload.lock().unwrap_or_else(|p| p.into_inner());
+        let mut slot = self
+            .fleet
+            .current
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        match slot.as_mut() {
+            Some(c) if c.counter + 1 == counter => {
+                change(&mut c.snapshot.devices_mut());
+                c.counter = counter;
+            }
+            // A reload read the counter after this commit: it holds the change already.
+            Some(c) if c.counter >= counter => {}
+            _ => *slot = None,
         }
     }
 
     /// The enrolled, active device a device token names.
     pub fn device_by_token(&self, secret: &str) -> Result<Option<DeviceEntry>> {
         let hash = Sha256::digest(secret.as_bytes());
-        Ok(self
-            .fleet_snapshot()?
-            .devices
-            .get(&hash)
-            .filter(|d| d.active)
-            .cloned())
+        Ok(self.fleet_snapshot()?.devices().by_token(&hash).cloned())
     }
 
     /// The active device with this id.
     pub fn device_by_id(&self, id: &str) -> Result<DeviceEntry> {
         self.fleet_snapshot()?
-            .devices_by_id
-            .get(id)
-            .filter(|d| d.active)
+            .devices()
+            .by_id(id)
             .cloned()
             .ok_or_else(|| ServiceError::NotFound(format!("active device {id}")))
     }
@@ -290,12 +329,7 @@ impl Depot {
             .meta
             .find_org_by_key(&key)?
             .ok_or_else(|| ServiceError::Forbidden("unknown registration key".into()))?;
-        let active = self
-            .meta
-            .list_devices(Some(&org.code))?
-            .iter()
-            .filter(|d| d.deactivated_at.is_none())
-            .count();
+        let active = self.meta.count_active_devices(&org.code)?;
         let id = format!("dev_{}", random_hex(8));
         let token = format!("{DEVICE_TOKEN_PREFIX}{}", random_hex(20));
         let device = Device {
@@ -312,8 +346,17 @@ impl Depot {
             last_address: Some(address.to_string()),
             current_version: None,
         };
-        self.meta.create_device(&device)?;
-        self.invalidate_fleet();
+        let counter = self.meta.create_device(&device)?;
+        self.apply_device_change(counter, |devices| {
+            devices.insert(
+                device.token_hash,
+                DeviceEntry {
+                    id: id.clone(),
+                    org: org.code.clone(),
+                    platform,
+                },
+            )
+        });
         let actor = Actor {
             name: format!("device:{id}"),
             address: address.to_string(),
@@ -325,7 +368,7 @@ impl Depot {
             &id,
             Some(format!("{} ({platform})", device.hostname)),
         )?;
-        let seats = org.config.seats as usize;
+        let seats = u64::from(org.config.seats);
         if seats > 0 && active >= seats {
             let detail = format!("{} active devices for {seats} seats", active + 1);
             self.audit(
@@ -354,7 +397,7 @@ impl Depot {
         let snap = self.fleet_snapshot()?;
         let (device, org) = device_and_org(&snap, device_id, platform)?;
         let signed = self.manifest_for(&snap, org, platform)?;
-        self.answer(&snap, device, org, platform, current, address, signed)
+        self.answer(&snap, &device, org, platform, current, address, signed)
     }
 
     /// [`Depot::update_check`] from memory alone, for the async hot path: `None` when the
@@ -372,7 +415,7 @@ impl Depot {
             Err(e) => return Some(Err(e)),
         };
         let signed = self.cached_manifest(&snap, org, platform)?;
-        Some(self.answer(&snap, device, org, platform, current, address, signed))
+        Some(self.answer(&snap, &device, org, platform, current, address, signed))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -513,6 +556,7 @@ impl Depot {
         if kind == EventKind::Downloaded {
             return Ok(());
         }
+        let _halting = self.fleet.halting.lock().unwrap_or_else(|p| p.into_inner());
         let counts = self.meta.rollout_counts(&version, &channel)?;
         if !should_halt(counts.installed, counts.failed) {
             return Ok(());
@@ -525,7 +569,7 @@ impl Depot {
         }
         let total = counts.installed + counts.failed;
         let reason = format!(
-            "halted: {} of {total} reports failed ({}%)",
+            "halted: {} of {total} devices reported failure ({}%)",
             counts.failed,
             counts.failed * 100 / total.max(1)
         );
@@ -549,23 +593,22 @@ impl Depot {
 
     pub fn devices(&self, org: &OrgCode, filter: &DeviceFilter) -> Result<Vec<DeviceView>> {
         self.org(org)?;
+        let platform = filter
+            .platform
+            .as_deref()
+            .map(Platform::parse)
+            .transpose()?;
+        let version = filter.version.as_deref().map(Version::parse).transpose()?;
         let q = filter.q.as_deref().map(str::to_lowercase);
         Ok(self
             .meta
             .list_devices(Some(org))?
             .iter()
+            .filter(|d| platform.is_none_or(|p| d.platform == p))
             .filter(|d| {
-                filter
-                    .platform
-                    .as_deref()
-                    .is_none_or(|p| d.platform.as_str() == p)
-            })
-            .filter(|d| {
-                filter.version.as_deref().is_none_or(|v| {
-                    d.current_version
-                        .as_ref()
-                        .is_some_and(|c| c.to_string() == v)
-                })
+                version
+                    .as_ref()
+                    .is_none_or(|v| d.current_version.as_ref() == Some(v))
             })
             .filter(|d| {
                 filter
@@ -583,12 +626,12 @@ impl Depot {
 
     /// Deactivates a device at once: its next request is refused.
     pub fn deactivate_device(&self, actor: &Actor, org: &OrgCode, id: &str) -> Result<()> {
-        if !self.meta.deactivate_device(org, id, now())? {
+        let Some(counter) = self.meta.deactivate_device(org, id, now())? else {
             return Err(ServiceError::NotFound(format!(
                 "active device {id} of org {org}"
             )));
-        }
-        self.invalidate_fleet();
+        };
+        self.apply_device_change(counter, |devices| devices.remove(id));
         self.audit(actor, Some(org), "device.deactivate", id, None)
     }
 

@@ -1,17 +1,20 @@
-//! What an update check reads, held in memory and replaced whole when the store changes.
+//! What an update check reads, held in memory. The configuration part (orgs, releases,
+//! rollouts, channels, packages) is replaced whole when the store changes; the device index is
+//! also changed in place by this process's own enrollments and deactivations, so that a burst of
+//! enrollments does not reload every device once per enrollment.
 
 use crate::domain::{Channel, OrgCode, Platform, Sha256, Version};
 use crate::org::Org;
 use crate::store::{ChannelSettings, MetaStore, Release, Result, Rollout};
 use std::collections::HashMap;
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-/// A device as an update check needs it.
+/// An enrolled device that is not deactivated, as an update check needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceEntry {
     pub id: String,
     pub org: OrgCode,
     pub platform: Platform,
-    pub active: bool,
 }
 
 /// A package as an offer and a manifest describe it.
@@ -22,22 +25,61 @@ pub struct PackageDigest {
     pub size: u64,
 }
 
+/// The active devices by the SHA-256 of their token, and the token hash of each device id.
+/// Deactivated devices are left out: they are refused like unknown ones.
+#[derive(Debug, Default)]
+pub struct DeviceIndex {
+    by_token: HashMap<Sha256, DeviceEntry>,
+    token_of: HashMap<String, Sha256>,
+}
+
+impl DeviceIndex {
+    pub fn by_token(&self, hash: &Sha256) -> Option<&DeviceEntry> {
+        self.by_token.get(hash)
+    }
+
+    pub fn by_id(&self, id: &str) -> Option<&DeviceEntry> {
+        self.token_of.get(id).and_then(|h| self.by_token.get(h))
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_token.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_token.is_empty()
+    }
+
+    pub(super) fn insert(&mut self, token_hash: Sha256, device: DeviceEntry) {
+        if let Some(old) = self.token_of.insert(device.id.clone(), token_hash) {
+            self.by_token.remove(&old);
+        }
+        self.by_token.insert(token_hash, device);
+    }
+
+    pub(super) fn remove(&mut self, id: &str) {
+        if let Some(hash) = self.token_of.remove(id) {
+            self.by_token.remove(&hash);
+        }
+    }
+}
+
 pub struct Snapshot {
-    /// The store's change counter this was loaded at.
-    pub counter: u64,
+    /// The store's change counter the configuration was loaded at. Device changes applied in
+    /// place leave it alone: they change no manifest.
+    pub generation: u64,
     pub orgs: HashMap<OrgCode, Org>,
     /// Newest first.
     pub releases: Vec<Release>,
     pub rollouts: Vec<Rollout>,
     pub channels: HashMap<Channel, ChannelSettings>,
     pub packages: HashMap<(OrgCode, Version, Platform), PackageDigest>,
-    /// Devices by the SHA-256 of their token.
-    pub devices: HashMap<Sha256, DeviceEntry>,
-    /// The same devices by id.
-    pub devices_by_id: HashMap<String, DeviceEntry>,
+    devices: RwLock<DeviceIndex>,
 }
 
 impl Snapshot {
+    /// Loads everything; `counter` must have been read before, so that what is loaded is at
+    /// least as new as the counter says.
     pub fn load(meta: &dyn MetaStore, counter: u64) -> Result<Self> {
         let orgs: HashMap<OrgCode, Org> = meta
             .list_orgs()?
@@ -65,27 +107,25 @@ impl Snapshot {
                 ((p.org, p.version, p.platform), digest)
             })
             .collect();
-        let mut devices = HashMap::new();
-        let mut devices_by_id = HashMap::new();
+        let mut devices = DeviceIndex::default();
         for d in meta.list_devices(None)? {
-            let entry = DeviceEntry {
-                active: d.deactivated_at.is_none(),
-                id: d.id,
-                org: d.org,
-                platform: d.platform,
-            };
-            devices_by_id.insert(entry.id.clone(), entry.clone());
-            devices.insert(d.token_hash, entry);
+            if d.deactivated_at.is_none() {
+                let entry = DeviceEntry {
+                    id: d.id,
+                    org: d.org,
+                    platform: d.platform,
+                };
+                devices.insert(d.token_hash, entry);
+            }
         }
         Ok(Snapshot {
-            counter,
+            generation: counter,
             orgs,
             releases: meta.list_releases()?,
             rollouts: meta.list_rollouts()?,
             channels,
             packages,
-            devices,
-            devices_by_id,
+            devices: RwLock::new(devices),
         })
     }
 
@@ -96,5 +136,52 @@ impl Snapshot {
         platform: Platform,
     ) -> Option<&PackageDigest> {
         self.packages.get(&(org.clone(), version.clone(), platform))
+    }
+
+    /// The active devices; hold the guard briefly (the hot path reads it on every request).
+    pub fn devices(&self) -> RwLockReadGuard<'_, DeviceIndex> {
+        // A panic while the lock was held cannot leave the maps half-changed: every change is
+        // one insert or remove.
+        self.devices.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(super) fn devices_mut(&self) -> RwLockWriteGuard<'_, DeviceIndex> {
+        self.devices.write().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: &str) -> DeviceEntry {
+        DeviceEntry {
+            id: id.into(),
+            org: OrgCode::parse("physics").unwrap(),
+            platform: Platform::LinuxX86_64,
+        }
+    }
+
+    #[test]
+    fn device_index_keeps_both_maps_in_step() {
+        let (ta, tb, tc) = (
+            Sha256::digest(b"a"),
+            Sha256::digest(b"b"),
+            Sha256::digest(b"c"),
+        );
+        let mut index = DeviceIndex::default();
+        index.insert(ta, entry("dev_a"));
+        index.insert(tb, entry("dev_b"));
+        assert_eq!(index.by_token(&ta), Some(&entry("dev_a")));
+        assert_eq!(index.by_id("dev_b"), Some(&entry("dev_b")));
+        // The same device with another token: the old token stops working.
+        index.insert(tc, entry("dev_a"));
+        assert_eq!(index.by_token(&ta), None);
+        assert_eq!(index.by_id("dev_a"), Some(&entry("dev_a")));
+        assert_eq!(index.len(), 2);
+        index.remove("dev_a");
+        index.remove("dev_unknown");
+        assert_eq!((index.by_token(&tc), index.by_id("dev_a")), (None, None));
+        assert_eq!(index.len(), 1);
     }
 }

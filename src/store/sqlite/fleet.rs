@@ -70,6 +70,13 @@ pub(super) fn list_devices(tx: &Transaction, org: Option<&OrgCode>) -> Result<Ve
     }
 }
 
+pub(super) fn count_active_devices(tx: &Transaction, org: &OrgCode) -> Result<u64> {
+    let n: i64 = tx
+        .prepare_cached("SELECT count(*) FROM devices WHERE org = ?1 AND deactivated_at IS NULL")?
+        .query_row([org.as_str()], |row| row.get(0))?;
+    Ok(n.max(0) as u64)
+}
+
 pub(super) fn deactivate_device(
     tx: &Transaction,
     org: &OrgCode,
@@ -129,34 +136,46 @@ pub(super) fn append_device_event(tx: &Transaction, e: &DeviceEvent) -> Result<(
     Ok(())
 }
 
+/// Counts in devices, not reports: an agent that keeps failing reports again at every check.
+/// For installed and failed, a device's latest report of the two is the one that counts.
 pub(super) fn rollout_counts(
     tx: &Transaction,
     version: &Version,
     channel: &Channel,
 ) -> Result<RolloutCounts> {
     let v = version.to_string();
-    let offered: i64 = tx
-        .prepare_cached("SELECT count(*) FROM offers WHERE version = ?1 AND channel = ?2")?
-        .query_row(params![v, channel.as_str()], |row| row.get(0))?;
+    let key = params![v, channel.as_str()];
+    let count = |sql: &str| -> Result<u64> {
+        let n: i64 = tx.prepare_cached(sql)?.query_row(key, |row| row.get(0))?;
+        Ok(n.max(0) as u64)
+    };
     let mut counts = RolloutCounts {
-        offered: offered.max(0) as u64,
+        offered: count("SELECT count(*) FROM offers WHERE version = ?1 AND channel = ?2")?,
+        downloaded: count(
+            "SELECT count(DISTINCT device_id) FROM device_events \
+             WHERE version = ?1 AND channel = ?2 AND kind = 'downloaded'",
+        )?,
         ..Default::default()
     };
     let mut stmt = tx.prepare_cached(
-        "SELECT kind, count(*) FROM device_events WHERE version = ?1 AND channel = ?2 GROUP BY kind",
+        "SELECT e.kind, count(*) FROM device_events e \
+         WHERE e.version = ?1 AND e.channel = ?2 AND e.kind IN ('installed', 'failed') \
+           AND e.id = (SELECT max(l.id) FROM device_events l \
+                       WHERE l.version = e.version AND l.channel = e.channel \
+                         AND l.device_id = e.device_id AND l.kind IN ('installed', 'failed')) \
+         GROUP BY e.kind",
     )?;
-    let mut rows = stmt.query(params![v, channel.as_str()])?;
+    let mut rows = stmt.query(key)?;
     while let Some(row) = rows.next()? {
         let kind: String = row.get(0)?;
         let n: i64 = row.get(1)?;
         let n = n.max(0) as u64;
         match kind.as_str() {
-            "downloaded" => counts.downloaded = n,
             "installed" => counts.installed = n,
             "failed" => counts.failed = n,
             other => {
                 return Err(StoreError::Corrupt(format!(
-                    "device_events: unknown kind {other:?}"
+                    "device_events: unexpected kind {other:?}"
                 )))
             }
         }

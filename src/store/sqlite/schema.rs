@@ -12,7 +12,7 @@
 use crate::store::{Result, StoreError};
 use rusqlite::{Connection, TransactionBehavior};
 
-pub(super) const MIGRATIONS: &[&str] = &[V1, V2];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 const V1: &str = r#"
 -- One row per counter; `changes` moves with every commit of cacheable state (not the audit log).
@@ -223,4 +223,9 @@ CREATE TABLE manifests (
     minisig  TEXT NOT NULL,
     PRIMARY KEY (org, platform, channel)
 ) STRICT;
+"#;
+
+/// Rollout counts are per device (a device's latest report counts), which this index answers.
+const V3: &str = r#"
+CREATE INDEX device_events_by_device ON device_events (version, channel, device_id, id);
 "#;
