@@ -399,6 +399,10 @@ fn bad_input_on_device_endpoints_is_4xx() {
             "{path} {shown}: {answer}"
         );
     }
+    // A long device id cut for the message, not inside a character.
+    let id = format!("a{}", "é".repeat(40));
+    let path = format!("/v1/orgs/geo/devices/{id}");
+    assert_eq!(app.status(reqwest::Method::DELETE, &path, &app.admin), 404);
 }
 
 #[test]

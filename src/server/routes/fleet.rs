@@ -158,7 +158,8 @@ pub async fn deactivate_device(
     let org = OrgCode::parse(&org).map_err(|_| ApiError::not_found(format!("org {org}")))?;
     require_org_admin(&caller, &org)?;
     if id.len() > 64 {
-        return Err(ApiError::not_found(format!("device {}", &id[..16])));
+        let shown: String = id.chars().take(16).collect();
+        return Err(ApiError::not_found(format!("device {shown}…")));
     }
     let actor = actor(&caller, address);
     blocking(move || state.depot.deactivate_device(&actor, &org, &id)).await?;
