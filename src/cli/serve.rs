@@ -58,8 +58,10 @@ pub fn run(settings: &Settings, listen: &str, tls: Option<TlsFiles>) -> anyhow::
         };
         tracing::info!(%address, "depot serving on {scheme}://{address}");
         eprintln!("depot serving on {scheme}://{address} (Ctrl-C to stop)");
-        let state = AppState::with_depot(depot, options.clone());
+        let state = AppState::with_depot(Arc::clone(&depot), options.clone());
         serve(listener, router(state), &options, shutdown_signal()).await?;
+        // Check-ins buffered for batching are written before the process ends.
+        depot.flush_checkins()?;
         anyhow::Ok(())
     })
 }

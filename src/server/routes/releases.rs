@@ -157,10 +157,10 @@ pub async fn upload_release(
         Ok(caller) => receive_release(state, &caller, address, &mut multipart).await,
         Err(e) => Err(e),
     };
-    if let Err(e) = &outcome {
-        if !matches!(e, ApiError::TooLarge(_)) {
-            drain(&mut multipart).await;
-        }
+    // Also after a 413: the client may still be sending, and closing on unread bytes resets
+    // the connection before it reads the answer. The drain is bounded.
+    if outcome.is_err() {
+        drain(&mut multipart).await;
     }
     outcome
 }
