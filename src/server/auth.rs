@@ -14,7 +14,7 @@ use crate::domain::{OrgCode, Sha256};
 use crate::store::{MetaStore, Role, TokenRecord};
 use axum::extract::{ConnectInfo, FromRef, FromRequestParts, OptionalFromRequestParts};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap};
+use axum::http::{header, HeaderMap, Method};
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
@@ -255,7 +255,15 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> ApiResult<Option<Self>> {
         let state = &AppState::from_ref(state);
-        authenticate(state, &parts.headers, peer(parts)).await
+        let found = authenticate(state, &parts.headers, peer(parts)).await?;
+        // A portal session stands in for a token on reads only (downloads from the pages).
+        if found.is_none() && matches!(parts.method, Method::GET | Method::HEAD) {
+            return Ok(parts
+                .extensions
+                .get::<super::portal::SessionCaller>()
+                .map(|s| s.0.clone()));
+        }
+        Ok(found)
     }
 }
 

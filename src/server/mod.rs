@@ -15,6 +15,7 @@ pub mod error;
 pub mod extract;
 pub mod limit;
 pub mod metrics;
+pub mod portal;
 pub mod routes;
 
 use crate::service::Depot;
@@ -336,6 +337,7 @@ impl utoipa::Modify for BearerScheme {
 /// The application: every route, its middleware and the OpenAPI document.
 pub fn router(state: AppState) -> Router {
     let (api, openapi) = api(&state);
+    let api = portal::mount(api, &state);
     let json: Arc<str> = openapi.to_json().unwrap_or_default().into();
     api.layer(axum::Extension(routes::public::OpenApiJson(json)))
         .layer(axum::middleware::from_fn_with_state(
