@@ -173,7 +173,7 @@ fn sign_in_sessions_and_refusals() {
         .org(&depot::domain::OrgCode::parse("physics").unwrap())
         .unwrap();
     assert!(html.contains("Physical Sciences Division"));
-    assert!(html.contains(&format!("<details>")));
+    assert!(html.contains("<details>"));
     assert!(html.contains(&org.registration_key.to_string()));
     for version in ["11.3.0", "11.2.1"] {
         assert!(html.contains(&format!(

@@ -73,7 +73,7 @@ impl IntoResponse for PortalError {
         let body = format!(
             "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
              <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-             <title>{reason} · depot</title><link rel=\"stylesheet\" href=\"/static/portal.css\"></head>\
+             <title>{reason} · depot</title><link rel=\"icon\" href=\"data:,\"><link rel=\"stylesheet\" href=\"/static/portal.css\"></head>\
              <body><main><h1>{code} {reason}</h1><p class=\"error\">{message}</p>\
              <p><a href=\"/\">Home</a> · <a href=\"/login\">Sign in</a></p></main></body></html>",
             code = status.as_u16(),
