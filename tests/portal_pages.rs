@@ -479,3 +479,450 @@ fn failed_sign_ins_are_rate_limited_per_address() {
     // Even a good token waits out the window.
     assert_eq!(sign_in(&c, &p, &p.admin_token).status(), 429);
 }
+
+/// A partner token of `org`, made as `depot token create` would.
+fn partner_of(p: &Portal, org: &str) -> String {
+    p.depot
+        .create_token(
+            &depot::service::Actor::cli(),
+            depot::store::Role::Partner,
+            Some(depot::domain::OrgCode::parse(org).unwrap()),
+            Some(format!("{org}-partner")),
+        )
+        .unwrap()
+        .secret
+}
+
+fn page(c: &Client, p: &Portal, path: &str) -> String {
+    let r = get(c, p, path);
+    assert_eq!(r.status(), 200, "{path}");
+    r.text().map(|t| decode(&t)).unwrap()
+}
+
+fn org(p: &Portal, code: &str) -> depot::org::Org {
+    p.depot
+        .org(&depot::domain::OrgCode::parse(code).unwrap())
+        .unwrap()
+}
+
+fn stored_sha256(p: &Portal, code: &str, file: &str) -> String {
+    p.depot
+        .meta()
+        .get_package(
+            &depot::domain::OrgCode::parse(code).unwrap(),
+            &depot::domain::Version::parse("11.3.0").unwrap(),
+            file,
+        )
+        .unwrap()
+        .unwrap()
+        .sha256
+        .to_hex()
+}
+
+fn overlay_names(p: &Portal, code: &str) -> Vec<String> {
+    p.depot
+        .meta()
+        .list_overlays(&depot::domain::OrgCode::parse(code).unwrap())
+        .unwrap()
+        .iter()
+        .map(|o| o.name.to_string())
+        .collect()
+}
+
+#[test]
+fn registration_key_rotation_through_the_form() {
+    let p = start();
+    let c = client();
+    let html = sign_in(&c, &p, &p.partner_token)
+        .text()
+        .map(|t| decode(&t))
+        .unwrap();
+    assert!(html.contains("action=\"/orgs/physics/rotate-key\""));
+    let old = org(&p, "physics").registration_key.to_string();
+    let file = "physics-11.3.0-linux-x86_64.zip";
+    let sha_before = stored_sha256(&p, "physics", file);
+    let url = format!("{}/orgs/physics/rotate-key", p.url);
+
+    // Forgeries change nothing: no token, a wrong one, another origin.
+    assert_eq!(c.post(&url).send().unwrap().status(), 403);
+    let wrong = "0".repeat(64);
+    let r = c.post(&url).form(&[("csrf", &wrong)]).send().unwrap();
+    assert_eq!(r.status(), 403);
+    let r = c
+        .post(&url)
+        .header(header::ORIGIN, "http://evil.example")
+        .form(&[("csrf", csrf(&html))])
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    // Another org's partner, with a good token of its own session, is told there is no such org.
+    let other = client();
+    let other_html = sign_in(&other, &p, &partner_of(&p, "medicine"))
+        .text()
+        .map(|t| decode(&t))
+        .unwrap();
+    let r = other
+        .post(&url)
+        .form(&[("csrf", csrf(&other_html))])
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(org(&p, "physics").registration_key.to_string(), old);
+    assert_eq!(stored_sha256(&p, "physics", file), sha_before);
+
+    // The partner replaces the key: the page shows the new one and what was rebuilt.
+    let r = c.post(&url).form(&[("csrf", csrf(&html))]).send().unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.url().path(), "/orgs/physics");
+    let html = r.text().map(|t| decode(&t)).unwrap();
+    let new = org(&p, "physics").registration_key.to_string();
+    assert_ne!(new, old);
+    let flash = between(&html, "<p class=\"flash\" role=\"status\">", "</p>").unwrap();
+    assert!(
+        flash.contains(&format!("New registration key: {new}.")),
+        "{flash}"
+    );
+    assert!(flash.contains("Rebuilt") && flash.contains(file), "{flash}");
+    assert!(html.contains(&format!("<code class=\"key\">{new}</code>")));
+    assert!(!html.contains(&old));
+    assert_ne!(stored_sha256(&p, "physics", file), sha_before);
+    assert!(html.contains("org.rotate_key"), "the audit log shows it");
+    // The old key enrolls no machine any more; the new one does.
+    let enroll = |key: &str| {
+        p.depot.enroll(
+            &depot::service::fleet::EnrollRequest {
+                registration_key: key.to_string(),
+                hostname: "lab-1".into(),
+                platform: "linux-x86_64".into(),
+                os_version: String::new(),
+                user: String::new(),
+            },
+            "127.0.0.1",
+        )
+    };
+    assert!(enroll(&old).is_err());
+    assert_eq!(enroll(&new).unwrap().org, "physics");
+
+    // An admin may replace any org's key.
+    let admin = client();
+    let admin_html = sign_in(&admin, &p, &p.admin_token)
+        .text()
+        .map(|t| decode(&t))
+        .unwrap();
+    let before = org(&p, "medicine").registration_key.to_string();
+    let r = admin
+        .post(format!("{}/orgs/medicine/rotate-key", p.url))
+        .form(&[("csrf", csrf(&admin_html))])
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_ne!(org(&p, "medicine").registration_key.to_string(), before);
+}
+
+fn overlay_form(
+    csrf: &str,
+    name: Option<&str>,
+    file_name: &str,
+    bytes: Vec<u8>,
+) -> reqwest::blocking::multipart::Form {
+    let mut form = reqwest::blocking::multipart::Form::new().text("csrf", csrf.to_string());
+    form = form.part(
+        "file",
+        reqwest::blocking::multipart::Part::bytes(bytes).file_name(file_name.to_string()),
+    );
+    if let Some(name) = name {
+        form = form.text("name", name.to_string());
+    }
+    form
+}
+
+#[test]
+fn overlay_files_upload_and_removal_through_the_form() {
+    let p = start();
+    let c = client();
+    let html = sign_in(&c, &p, &p.partner_token)
+        .text()
+        .map(|t| decode(&t))
+        .unwrap();
+    let files = between(&html, "<section id=\"files\">", "</section>").unwrap();
+    assert!(files.contains("No overlay files."));
+    assert!(files.contains("enctype=\"multipart/form-data\""));
+    assert!(files.contains("at most 1.0 MiB"));
+    let token = csrf(&html);
+    let file = "physics-11.3.0-linux-x86_64.zip";
+    let sha_before = stored_sha256(&p, "physics", file);
+    let upload = format!("{}/orgs/physics/files", p.url);
+    let script = b"#!/bin/sh\necho lab-user\n".to_vec();
+
+    // Refused, and nothing changed: forged or missing tokens, another origin, another org's
+    // partner, bad names, a file over the API's limit, a name depot writes itself, no file.
+    let send = |c: &Client, form| c.post(&upload).multipart(form).send().unwrap();
+    let r = send(
+        &c,
+        overlay_form(&"0".repeat(64), None, "a.sh", script.clone()),
+    );
+    assert_eq!(r.status(), 403);
+    let no_token = reqwest::blocking::multipart::Form::new().part(
+        "file",
+        reqwest::blocking::multipart::Part::bytes(script.clone()).file_name("a.sh"),
+    );
+    assert_eq!(send(&c, no_token).status(), 403);
+    let r = c
+        .post(&upload)
+        .header("sec-fetch-site", "cross-site")
+        .multipart(overlay_form(&token, None, "a.sh", script.clone()))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let other = client();
+    let other_html = sign_in(&other, &p, &partner_of(&p, "medicine"))
+        .text()
+        .map(|t| decode(&t))
+        .unwrap();
+    let r = send(
+        &other,
+        overlay_form(&csrf(&other_html), None, "a.sh", script.clone()),
+    );
+    assert_eq!(r.status(), 404);
+    for (name, file_name) in [
+        (Some("../evil.sh"), "a.sh"),
+        (Some("custom//x.sh"), "a.sh"),
+        (None, "my script.sh"),
+    ] {
+        let r = send(&c, overlay_form(&token, name, file_name, script.clone()));
+        assert_eq!(r.status(), 422, "{name:?} {file_name}");
+        let text = r.text().map(|t| decode(&t)).unwrap();
+        let error = between(&text, "<p class=\"error\" role=\"alert\">", "</p>").unwrap();
+        assert!(
+            error.starts_with("invalid file name") && error.contains("relative path")
+                || error.contains("may contain only"),
+            "{error}"
+        );
+        assert!(
+            text.contains("<section id=\"files\">"),
+            "shown on the org page"
+        );
+    }
+    let big = vec![b'x'; depot::org::MAX_OVERLAY_FILE_SIZE + 1];
+    let r = send(&c, overlay_form(&token, None, "big.bin", big));
+    assert_eq!(r.status(), 413);
+    let text = r.text().map(|t| decode(&t)).unwrap();
+    assert!(text.contains("larger than 1.0 MiB"), "{text}");
+    let r = send(
+        &c,
+        overlay_form(&token, Some("depot-package.json"), "a.json", b"{}".to_vec()),
+    );
+    assert_eq!(r.status(), 422);
+    assert!(r
+        .text()
+        .map(|t| decode(&t))
+        .unwrap()
+        .contains("written by depot"));
+    let r = send(&c, overlay_form(&token, None, "", Vec::new()));
+    assert_eq!(r.status(), 422);
+    assert!(r.text().unwrap().contains("choose a file"));
+    assert!(overlay_names(&p, "physics").is_empty());
+    assert_eq!(stored_sha256(&p, "physics", file), sha_before);
+
+    // A good upload, named with a folder: stored, listed, in the rebuilt package.
+    let r = send(
+        &c,
+        overlay_form(
+            &token,
+            Some("custom/detect-user.sh"),
+            "detect.sh",
+            script.clone(),
+        ),
+    );
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.url().path(), "/orgs/physics");
+    let html = r.text().map(|t| decode(&t)).unwrap();
+    let flash = between(&html, "<p class=\"flash\" role=\"status\">", "</p>").unwrap();
+    assert!(
+        flash.starts_with("Stored overlay file custom/detect-user.sh (24 bytes). Rebuilt"),
+        "{flash}"
+    );
+    assert!(flash.contains(file));
+    let row = between(&html, "data-name=\"custom/detect-user.sh\">", "</tr>").unwrap();
+    assert!(row.contains(&depot::domain::Sha256::digest(&script).to_hex()));
+    assert_eq!(overlay_names(&p, "physics"), ["custom/detect-user.sh"]);
+    let sha_after = stored_sha256(&p, "physics", file);
+    assert_ne!(sha_after, sha_before);
+    let zip = get(&c, &p, &format!("/v1/download/physics/11.3.0/{file}"))
+        .bytes()
+        .unwrap();
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip.to_vec())).unwrap();
+    let mut entry = archive.by_name("custom/detect-user.sh").unwrap();
+    let mut inside = Vec::new();
+    std::io::Read::read_to_end(&mut entry, &mut inside).unwrap();
+    assert_eq!(inside, script);
+    // Without a name, the file's own name.
+    let r = send(
+        &c,
+        overlay_form(&token, Some(""), "ca.pem", b"cert".to_vec()),
+    );
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        overlay_names(&p, "physics"),
+        ["ca.pem", "custom/detect-user.sh"]
+    );
+
+    // Removal: the same refusals, then the file goes and the packages are rebuilt.
+    let remove = format!("{}/orgs/physics/files/remove", p.url);
+    let r = c.post(&remove).form(&[("name", "ca.pem")]).send().unwrap();
+    assert_eq!(r.status(), 403);
+    let r = c
+        .post(&remove)
+        .form(&[("csrf", csrf(&other_html).as_str()), ("name", "ca.pem")])
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 403, "another session's token");
+    let r = other
+        .post(&remove)
+        .form(&[("csrf", csrf(&other_html).as_str()), ("name", "ca.pem")])
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let r = c
+        .post(&remove)
+        .form(&[("csrf", token.as_str()), ("name", "../ca.pem")])
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    assert!(r.text().unwrap().contains("invalid file name"));
+    let r = c
+        .post(&remove)
+        .form(&[("csrf", token.as_str()), ("name", "missing.txt")])
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(overlay_names(&p, "physics").len(), 2);
+    let r = c
+        .post(&remove)
+        .form(&[("csrf", token.as_str()), ("name", "custom/detect-user.sh")])
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let html = r.text().map(|t| decode(&t)).unwrap();
+    assert!(
+        html.contains("Removed overlay file custom/detect-user.sh. Rebuilt"),
+        "{html}"
+    );
+    assert!(!html.contains("data-name=\"custom/detect-user.sh\""));
+    assert_eq!(overlay_names(&p, "physics"), ["ca.pem"]);
+    assert!(html.contains("org.overlay.delete") && html.contains("org.overlay.put"));
+}
+
+#[test]
+fn devices_deactivate_and_adoption_chart() {
+    let p = start();
+    let key = org(&p, "physics").registration_key.to_string();
+    let mut ids = Vec::new();
+    for host in ["lab-1", "lab-2"] {
+        let enrolled = p
+            .depot
+            .enroll(
+                &depot::service::fleet::EnrollRequest {
+                    registration_key: key.clone(),
+                    hostname: host.into(),
+                    platform: "linux-x86_64".into(),
+                    os_version: "Debian 12".into(),
+                    user: "ada".into(),
+                },
+                "192.0.2.7",
+            )
+            .unwrap();
+        ids.push(enrolled.device_id);
+    }
+    p.depot
+        .update_check(
+            &ids[0],
+            depot::domain::Platform::LinuxX86_64,
+            Some(depot::domain::Version::parse("11.2.1").unwrap()),
+            "192.0.2.7",
+        )
+        .unwrap();
+    p.depot.flush_checkins().unwrap();
+
+    // The admin page charts adoption as inline SVG, drawn on the server.
+    let admin = client();
+    let html = sign_in(&admin, &p, &p.admin_token)
+        .text()
+        .map(|t| decode(&t))
+        .unwrap();
+    let chart = between(&html, "<svg class=\"chart\"", "</svg>").unwrap();
+    assert!(chart.contains("2 in all"), "{chart}");
+    assert!(
+        chart.contains("<title>11.2.1: 1</title>") && chart.contains("<title>unknown: 1</title>")
+    );
+
+    // The partner sees its devices and deactivates one through the form.
+    let c = client();
+    let html = sign_in(&c, &p, &p.partner_token)
+        .text()
+        .map(|t| decode(&t))
+        .unwrap();
+    let devices = between(&html, "<section id=\"devices\">", "</section>").unwrap();
+    assert!(
+        devices.contains("lab-1") && devices.contains("lab-2") && devices.contains("192.0.2.7")
+    );
+    assert!(devices.contains("11.2.1"));
+    let url = format!("{}/orgs/physics/devices/{}/deactivate", p.url, ids[1]);
+    assert_eq!(c.post(&url).send().unwrap().status(), 403);
+    let other = client();
+    let other_html = sign_in(&other, &p, &partner_of(&p, "medicine"))
+        .text()
+        .map(|t| decode(&t))
+        .unwrap();
+    let r = other
+        .post(&url)
+        .form(&[("csrf", csrf(&other_html))])
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let r = c.post(&url).form(&[("csrf", csrf(&html))]).send().unwrap();
+    assert_eq!(r.status(), 200);
+    let html = r.text().map(|t| decode(&t)).unwrap();
+    assert!(html.contains(&format!("Device {} deactivated.", ids[1])));
+    assert!(html.contains("deactivated</td>"));
+    assert!(
+        html.contains("<strong>1</strong> enrolled"),
+        "seat use counts active devices"
+    );
+    // Twice: the device is no longer active.
+    let r = c.post(&url).form(&[("csrf", csrf(&html))]).send().unwrap();
+    assert_eq!(r.status(), 404);
+}
+
+#[test]
+fn logout_page_and_yank_form() {
+    let p = start();
+    let r = get(&no_redirects(), &p, "/logout");
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()[header::LOCATION], "/");
+    let c = client();
+    sign_in(&c, &p, &p.admin_token);
+    let html = page(&c, &p, "/logout");
+    assert!(html.contains("action=\"/logout\"") && html.contains("demo-admin"));
+
+    // Yank through the admin page's form: the release shows the reason, offers no publish.
+    let html = page(&c, &p, "/admin");
+    let r = c
+        .post(format!("{}/admin/releases/11.2.1/yank", p.url))
+        .form(&[("csrf", csrf(&html).as_str()), ("reason", "breaks VPN")])
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let html = r.text().map(|t| decode(&t)).unwrap();
+    assert!(html.contains("Yanked 11.2.1."));
+    assert!(html.contains("breaks VPN"));
+    assert!(!html.contains("action=\"/admin/releases/11.2.1/publish\""));
+    assert!(p
+        .depot
+        .meta()
+        .get_release(&depot::domain::Version::parse("11.2.1").unwrap())
+        .unwrap()
+        .unwrap()
+        .yanked
+        .is_some());
+}

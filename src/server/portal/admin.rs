@@ -3,7 +3,7 @@
 
 use super::pages::{blocking, form};
 use super::view::{adoption_chart, human_size};
-use super::{require_admin, PortalState, Result, SignedIn};
+use super::{require_admin, small_text, PortalState, Result, SignedIn};
 use crate::domain::{Channel, EntryName, Platform, Version};
 use crate::server::auth::ClientAddr;
 use crate::server::error::ApiError;
@@ -11,7 +11,7 @@ use crate::service::fleet::{RolloutView, UsageView};
 use crate::service::views::{AuditView, ReleaseView};
 use crate::service::{NoProgress, PayloadSource, MAX_NOTES_LEN};
 use crate::store::AuditFilter;
-use axum::extract::multipart::{Field, Multipart, MultipartRejection};
+use axum::extract::multipart::{Multipart, MultipartRejection};
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
@@ -306,18 +306,6 @@ struct Received {
     _file: tempfile::TempPath,
 }
 
-async fn small_text(mut field: Field<'_>, name: &str, max: usize) -> Result<String> {
-    let mut bytes = Vec::new();
-    while let Some(chunk) = field.chunk().await.map_err(ApiError::from)? {
-        if bytes.len() + chunk.len() > max {
-            return Err(ApiError::TooLarge(format!("{name} is longer than {max} bytes")).into());
-        }
-        bytes.extend_from_slice(&chunk);
-    }
-    String::from_utf8(bytes)
-        .map_err(|_| ApiError::Invalid(format!("{name} is not UTF-8 text")).into())
-}
-
 /// `POST /admin/releases` (multipart): version, notes and one file per platform, read into temp
 /// files and handed to `Depot::add_release`. The anti-forgery token must come first, before
 /// any file is received.
@@ -330,17 +318,7 @@ pub async fn upload(
     let me = state.require_signed_in(&headers).await?;
     require_admin(me.caller())?;
     let mut multipart = multipart.map_err(ApiError::from)?;
-    let first = multipart.next_field().await.map_err(ApiError::from)?;
-    match first {
-        Some(field) if field.name() == Some("csrf") => {
-            me.check_csrf(&small_text(field, "csrf", 128).await?)?;
-        }
-        _ => {
-            return Err(
-                ApiError::Forbidden("the form's anti-forgery token must come first".into()).into(),
-            )
-        }
-    }
+    me.check_csrf_first(&mut multipart).await?;
     let tmp_dir = state.depot.data_dir().join("tmp");
     let limit = state.app.options.max_upload_bytes;
     let mut received = 0u64;

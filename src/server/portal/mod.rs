@@ -10,6 +10,7 @@
 //! follow from it without the anti-forgery token.
 
 mod admin;
+mod files;
 mod pages;
 pub mod session;
 mod view;
@@ -19,6 +20,7 @@ use super::error::ApiError;
 use super::AppState;
 use crate::domain::OrgCode;
 use crate::service::{Actor, Depot};
+use axum::extract::multipart::{Field, Multipart};
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
@@ -127,6 +129,42 @@ impl SignedIn {
             .into())
         }
     }
+
+    /// A multipart form's first field is this session's anti-forgery token: checked before
+    /// any file of a forged request is received.
+    pub async fn check_csrf_first(&self, multipart: &mut Multipart) -> Result<()> {
+        match multipart.next_field().await.map_err(ApiError::from)? {
+            Some(field) if field.name() == Some("csrf") => {
+                self.check_csrf(&small_text(field, "csrf", 128).await?)
+            }
+            _ => Err(
+                ApiError::Forbidden("the form's anti-forgery token must come first".into()).into(),
+            ),
+        }
+    }
+}
+
+/// A short text field of a multipart form, at most `max` bytes of UTF-8.
+pub async fn small_text(field: Field<'_>, name: &str, max: usize) -> Result<String> {
+    let bytes = field_bytes(field, max, || format!("{name} is longer than {max} bytes")).await?;
+    String::from_utf8(bytes)
+        .map_err(|_| ApiError::Invalid(format!("{name} is not UTF-8 text")).into())
+}
+
+/// A multipart field's bytes, refused with 413 (saying `too_large()`) past `max` bytes.
+pub async fn field_bytes(
+    mut field: Field<'_>,
+    max: usize,
+    too_large: impl FnOnce() -> String,
+) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = field.chunk().await.map_err(ApiError::from)? {
+        if bytes.len() + chunk.len() > max {
+            return Err(ApiError::TooLarge(too_large()).into());
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
 }
 
 impl PortalState {
@@ -184,6 +222,7 @@ fn load_templates() -> std::result::Result<tera::Tera, tera::Error> {
         ("login.html", include_str!("templates/login.html")),
         ("org.html", include_str!("templates/org.html")),
         ("policy.html", include_str!("templates/policy.html")),
+        ("logout.html", include_str!("templates/logout.html")),
         ("admin.html", include_str!("templates/admin.html")),
         (
             "audit_table.html",
@@ -218,7 +257,7 @@ pub fn mount(api: Router<AppState>, state: &AppState) -> Router<AppState> {
     let pages = Router::new()
         .route("/", get(pages::home))
         .route("/login", get(pages::login_form).post(pages::login))
-        .route("/logout", post(pages::logout))
+        .route("/logout", get(pages::logout_form).post(pages::logout))
         .route("/orgs/{org}", get(pages::org_page))
         .route("/orgs/{org}/config", post(pages::save_config))
         .route("/orgs/{org}/backup-policy", get(pages::backup_policy))
@@ -226,6 +265,8 @@ pub fn mount(api: Router<AppState>, state: &AppState) -> Router<AppState> {
             "/orgs/{org}/devices/{id}/deactivate",
             post(pages::deactivate),
         )
+        .route("/orgs/{org}/rotate-key", post(pages::rotate_key))
+        .route("/orgs/{org}/files/remove", post(files::remove))
         .route("/admin", get(admin::admin_page))
         .route("/admin/releases/{version}/publish", post(admin::publish))
         .route("/admin/releases/{version}/yank", post(admin::yank))
@@ -234,6 +275,12 @@ pub fn mount(api: Router<AppState>, state: &AppState) -> Router<AppState> {
         .route(
             "/admin/releases",
             post(admin::upload).layer(DefaultBodyLimit::max(upload_limit)),
+        )
+        .route(
+            "/orgs/{org}/files",
+            post(files::upload).layer(DefaultBodyLimit::max(
+                crate::org::MAX_OVERLAY_FILE_SIZE + files::FORM_OVERHEAD,
+            )),
         )
         .route_layer(axum::middleware::from_fn(refuse_cross_origin))
         .layer(axum::middleware::map_response(security_headers))

@@ -2,10 +2,10 @@
 //! devices, audit, backup policy).
 
 use super::session::{self, LOGIN_COOKIE, SESSION_COOKIE, SESSION_LIFETIME};
-use super::view::{self, group_by_release, Installer};
+use super::view::{self, group_by_release, Installer, OverlayFile};
 use super::{require_org, Me, PortalError, PortalState, Result, SignedIn};
 use crate::domain::{OrgCode, Platform, Sha256};
-use crate::org::{BackupSelection, Org, OrgConfig};
+use crate::org::{BackupSelection, Org, OrgConfig, MAX_OVERLAY_FILES, MAX_OVERLAY_FILE_SIZE};
 use crate::server::auth::ClientAddr;
 use crate::server::auth::{Caller, Principal};
 use crate::server::error::ApiError;
@@ -33,7 +33,7 @@ pub(super) fn form<T>(body: std::result::Result<Form<T>, FormRejection>) -> Resu
         .map_err(|e| ApiError::Invalid(format!("the form: {}", e.body_text())).into())
 }
 
-fn org_code(code: &str) -> Result<OrgCode> {
+pub(super) fn org_code(code: &str) -> Result<OrgCode> {
     // An invalid code cannot name an org: answer as for an unknown one.
     OrgCode::parse(code).map_err(|_| ApiError::NotFound(format!("org {code}")).into())
 }
@@ -211,6 +211,17 @@ pub struct CsrfForm {
     csrf: String,
 }
 
+/// `GET /logout`: a page with the sign-out button (signing out changes state, so it is a
+/// form), or home for someone not signed in.
+pub async fn logout_form(State(state): State<PortalState>, headers: HeaderMap) -> Result<Response> {
+    match state.signed_in(&headers).await? {
+        Some(me) => Ok(state
+            .render("logout.html", &context(Some(&me)))?
+            .into_response()),
+        None => Ok(Redirect::to("/").into_response()),
+    }
+}
+
 /// `POST /logout`: ends the session.
 pub async fn logout(
     State(state): State<PortalState>,
@@ -288,6 +299,9 @@ struct OrgPage {
     usage: UsageView,
     audit: Vec<AuditView>,
     public_key: String,
+    overlays: Vec<OverlayFile>,
+    overlay_limit: String,
+    max_overlay_files: usize,
 }
 
 fn org_page_data(
@@ -320,12 +334,19 @@ fn org_page_data(
                 .map(AuditView::from)
                 .collect(),
             public_key: depot.public_key().to_line(),
+            overlays: meta
+                .list_overlays(&code)?
+                .iter()
+                .map(OverlayFile::from)
+                .collect(),
+            overlay_limit: view::human_size(MAX_OVERLAY_FILE_SIZE as u64),
+            max_overlay_files: MAX_OVERLAY_FILES,
         };
         Ok((page, org))
     }
 }
 
-async fn render_org(
+pub(super) async fn render_org(
     state: &PortalState,
     me: &SignedIn,
     code: OrgCode,
@@ -383,26 +404,41 @@ pub async fn save_config(
     let target = code.clone();
     let (_, report) = blocking(move || depot.update_org(&actor, &target, config)).await?;
     state.app.metrics.observe_build(report.elapsed);
-    let built: Vec<&str> = report.built.iter().map(|p| p.file_name.as_str()).collect();
-    let message = if built.is_empty() {
+    state
+        .sessions
+        .set_flash(&me.id, format!("Saved. {}", view::rebuilt(&report)));
+    Ok(Redirect::to(&format!("/orgs/{code}")).into_response())
+}
+
+/// `POST /orgs/{org}/rotate-key`: a new registration key, built into the org's packages at
+/// once (`Depot::rotate_key`, as `POST /v1/orgs/{org}/rotate-key`). The one-time message
+/// shows the new key to the person who asked for it.
+pub async fn rotate_key(
+    State(state): State<PortalState>,
+    ClientAddr(address): ClientAddr,
+    headers: HeaderMap,
+    Path(code): Path<String>,
+    body: std::result::Result<Form<CsrfForm>, FormRejection>,
+) -> Result<Response> {
+    let me = state.require_signed_in(&headers).await?;
+    let code = org_code(&code)?;
+    require_org(me.caller(), &code)?;
+    // An unreadable body carries no token: refused as a forgery.
+    me.check_csrf(&body.map(|Form(f)| f.csrf).unwrap_or_default())?;
+    let depot = state.depot.clone();
+    let actor = me.actor(address);
+    let target = code.clone();
+    let (org, report) = blocking(move || depot.rotate_key(&actor, &target)).await?;
+    state.app.metrics.observe_build(report.elapsed);
+    state.sessions.set_flash(
+        &me.id,
         format!(
-            "Saved. No package needed rebuilding ({} unchanged).",
-            report.unchanged
-        )
-    } else {
-        format!(
-            "Saved. Rebuilt {} package{}: {}{}.",
-            built.len(),
-            if built.len() == 1 { "" } else { "s" },
-            built.join(", "),
-            if report.unchanged > 0 {
-                format!("; {} unchanged", report.unchanged)
-            } else {
-                String::new()
-            }
-        )
-    };
-    state.sessions.set_flash(&me.id, message);
+            "New registration key: {}. Machines enroll with it from now on; enrolled machines \
+             keep working. {}",
+            org.registration_key,
+            view::rebuilt(&report)
+        ),
+    );
     Ok(Redirect::to(&format!("/orgs/{code}")).into_response())
 }
 

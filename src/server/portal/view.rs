@@ -1,9 +1,10 @@
 //! What the templates see: the API's views ([`crate::service::views`]) arranged for reading,
 //! with sizes in words and the adoption chart laid out. Nothing here reads a store.
 
-use crate::domain::{OrgCode, Platform, Version};
-use crate::service::views::{download_path, PackageView};
-use crate::store::Package;
+use crate::domain::{OrgCode, Platform, Sha256, Version};
+use crate::service::views::{download_path, rfc3339, PackageView};
+use crate::service::BuildReport;
+use crate::store::{Overlay, Package};
 use serde::Serialize;
 
 /// `1536` → `1.5 KiB`.
@@ -37,6 +38,50 @@ impl From<&Package> for Installer {
             size_text: human_size(p.size),
         }
     }
+}
+
+/// One overlay file of an org, as its page lists it (never its content).
+#[derive(Debug, Serialize)]
+pub struct OverlayFile {
+    pub name: String,
+    pub size: usize,
+    pub size_text: String,
+    pub sha256: String,
+    pub updated_at: String,
+}
+
+impl From<&Overlay> for OverlayFile {
+    fn from(o: &Overlay) -> Self {
+        OverlayFile {
+            name: o.name.to_string(),
+            size: o.bytes.len(),
+            size_text: human_size(o.bytes.len() as u64),
+            sha256: Sha256::digest(&o.bytes).to_hex(),
+            updated_at: rfc3339(o.updated_at),
+        }
+    }
+}
+
+/// What a change rebuilt, in a sentence: `Rebuilt 2 packages: a.zip, b.zip; 4 unchanged.`
+pub fn rebuilt(report: &BuildReport) -> String {
+    let built: Vec<&str> = report.built.iter().map(|p| p.file_name.as_str()).collect();
+    if built.is_empty() {
+        return format!(
+            "No package needed rebuilding ({} unchanged).",
+            report.unchanged
+        );
+    }
+    format!(
+        "Rebuilt {} package{}: {}{}.",
+        built.len(),
+        if built.len() == 1 { "" } else { "s" },
+        built.join(", "),
+        if report.unchanged > 0 {
+            format!("; {} unchanged", report.unchanged)
+        } else {
+            String::new()
+        }
+    )
 }
 
 /// An org's installers of one release.
@@ -96,14 +141,21 @@ pub struct Bar {
 #[derive(Debug, Serialize)]
 pub struct Chart {
     pub bars: Vec<Bar>,
+    /// The SVG's `viewBox` size.
+    pub width: u32,
     pub height: u32,
+    pub bar_x: u32,
+    pub bar_height: u32,
     pub total: u64,
 }
 
+// A narrow drawing (400 units for 13-unit text), so that scaled down to a phone's width the
+// labels stay readable; the stylesheet caps how wide it grows on a laptop.
 const BAR_HEIGHT: u32 = 22;
 const BAR_GAP: u32 = 8;
-const LABEL_WIDTH: u32 = 130;
-const BAR_AREA: u32 = 380;
+const LABEL_WIDTH: u32 = 90;
+const BAR_AREA: u32 = 250;
+const CHART_WIDTH: u32 = 400;
 
 pub fn adoption_chart(counts: impl IntoIterator<Item = (String, u64)>) -> Chart {
     let mut rows: Vec<(Option<Version>, String, u64)> = counts
@@ -137,7 +189,10 @@ pub fn adoption_chart(counts: impl IntoIterator<Item = (String, u64)>) -> Chart 
         })
         .collect();
     Chart {
+        width: CHART_WIDTH,
         height: (bars.len() as u32 * (BAR_HEIGHT + BAR_GAP)).max(BAR_HEIGHT),
+        bar_x: LABEL_WIDTH,
+        bar_height: BAR_HEIGHT,
         total: bars.iter().map(|b| b.count).sum(),
         bars,
     }
@@ -205,10 +260,40 @@ mod tests {
         assert_eq!(labels, ["11.10.0", "11.2.1", "unknown"]);
         assert_eq!(chart.bars[1].width, BAR_AREA);
         assert_eq!(chart.bars[0].width, BAR_AREA / 2);
-        assert_eq!(chart.bars[2].width, 38);
+        assert_eq!(chart.bars[2].width, BAR_AREA / 10);
+        assert_eq!(chart.bars[1].count_x, LABEL_WIDTH + BAR_AREA + 6);
+        assert!(
+            chart.bars[1].count_x + 6 * 8 <= chart.width,
+            "a 6-digit count fits"
+        );
         assert_eq!(chart.total, 16);
         assert!(chart.bars[2].y > chart.bars[1].y);
         assert!(adoption_chart([]).bars.is_empty());
+    }
+
+    #[test]
+    fn rebuild_reports_read_as_sentences() {
+        let mut report = BuildReport {
+            unchanged: 3,
+            ..Default::default()
+        };
+        assert_eq!(
+            rebuilt(&report),
+            "No package needed rebuilding (3 unchanged)."
+        );
+        let package = |name: &str| crate::service::BuiltPackage {
+            org: OrgCode::default_org(),
+            version: Version::parse("1.0.0").unwrap(),
+            platform: Platform::LinuxX86_64,
+            file_name: name.into(),
+            size: 1,
+            sha256: Sha256::digest(b""),
+        };
+        report.built = vec![package("a.zip")];
+        assert_eq!(rebuilt(&report), "Rebuilt 1 package: a.zip; 3 unchanged.");
+        report.built.push(package("b.zip"));
+        report.unchanged = 0;
+        assert_eq!(rebuilt(&report), "Rebuilt 2 packages: a.zip, b.zip.");
     }
 
     #[test]
