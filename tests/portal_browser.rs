@@ -1,7 +1,7 @@
 //! The portal in headless Chromium driven over WebDriver: sign in through the form, download an
-//! installer from the page, edit the exclude list and see the package rebuilt, cross-org
-//! refusal, a forged cross-site POST refused, the admin page's rollout state, and no console
-//! errors. Needs `chromium` and `chromedriver` (Debian: chromium, chromium-driver); without
+//! installer from the page, edit the exclude list and see the package rebuilt, upload an
+//! overlay file through the file input, cross-org refusal, a forged cross-site POST refused,
+//! the admin page's rollout state, and no console errors. Needs `chromium` and `chromedriver` (Debian: chromium, chromium-driver); without
 //! them the test fails under CI=true and is skipped otherwise.
 
 mod portal_support;
@@ -179,6 +179,7 @@ fn portal_in_a_real_browser() {
     let p = start();
     let profile = tempfile::tempdir().unwrap();
     let downloads = tempfile::tempdir().unwrap();
+    let uploads = tempfile::tempdir().unwrap();
     let attacker = serve_attacker(&p.runtime, format!("{}/orgs/physics/config", p.url));
     let base = p.url.clone();
     p.runtime.block_on(async {
@@ -227,8 +228,41 @@ fn portal_in_a_real_browser() {
             .await
             .unwrap();
         assert!(flash.starts_with("Saved. Rebuilt"), "{flash}");
+        let sha_rebuilt = shown_sha(&c, file).await;
+        assert_ne!(sha_rebuilt, sha_before);
+
+        // Upload an overlay file through the file input: listed, and the package rebuilt.
+        let script = uploads.path().join("detect-user.sh");
+        std::fs::write(&script, "#!/bin/sh\necho lab-user\n").unwrap();
+        c.find(Locator::Css("#overlay-file"))
+            .await
+            .unwrap()
+            .send_keys(&script.display().to_string())
+            .await
+            .unwrap();
+        c.find(Locator::Css("form[action='/orgs/physics/files'] button"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        c.wait()
+            .for_element(Locator::Css("tr[data-name='detect-user.sh']"))
+            .await
+            .unwrap();
+        let flash = c
+            .find(Locator::Css("p.flash"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            flash.starts_with("Stored overlay file detect-user.sh (24 bytes). Rebuilt"),
+            "{flash}"
+        );
         let sha_after = shown_sha(&c, file).await;
-        assert_ne!(sha_after, sha_before);
+        assert_ne!(sha_after, sha_rebuilt);
         let errors = console_errors(&c, port).await;
         assert!(errors.is_empty(), "console errors: {errors:?}");
 
