@@ -1,8 +1,9 @@
 //! The portal in headless Chromium driven over WebDriver: sign in through the form, download an
 //! installer from the page, edit the exclude list and see the package rebuilt, upload an
 //! overlay file through the file input, cross-org refusal, a forged cross-site POST refused,
-//! the admin page's rollout state, and no console errors. Needs `chromium` and `chromedriver` (Debian: chromium, chromium-driver); without
-//! them the test fails under CI=true and is skipped otherwise.
+//! the admin page's rollout state, and no console errors. Needs `chromium` and `chromedriver`
+//! (Debian: chromium, chromium-driver); without them the test fails under CI=true and is
+//! skipped otherwise.
 
 mod portal_support;
 
