@@ -138,7 +138,17 @@ impl Depot {
             }
         };
         let blobs: Arc<dyn BlobStore> = match &settings.artifacts {
-            ArtifactsUrl::File(dir) => Arc::new(FsBlobStore::open(dir)?),
+            ArtifactsUrl::File(dir) => {
+                let store = FsBlobStore::open(dir)?;
+                // A writer killed mid-write (SIGKILL, power loss) leaves its temp file in tmp/;
+                // nothing else would ever remove it. Uploads stage there too (the data dir).
+                match store.remove_stale_temp() {
+                    Ok(0) => {}
+                    Ok(removed) => tracing::info!(removed, "removed stale temp files"),
+                    Err(e) => tracing::warn!(error = %e, "could not remove stale temp files"),
+                }
+                Arc::new(store)
+            }
             ArtifactsUrl::S3 { .. } => return Err(ServiceError::Unsupported(
                 "S3 artifacts (--artifacts s3://...) are not available in this build; use file://"
                     .into(),

@@ -1,5 +1,9 @@
-//! `depot verify`: re-hash every stored artifact and check every package, checksum file and
-//! signature against it. Reads only; repairs nothing.
+//! `depot verify`: re-hash every stored artifact and check every release payload, package,
+//! checksum file and signature against it. Reads only; repairs nothing.
+//!
+//! A damaged artifact (changed, truncated, removed, unreadable) is a problem to report, not an
+//! error that ends the run: one broken blob must not hide what else is broken. Only a failure of
+//! the metadata store stops it.
 
 use super::{Depot, Result};
 use crate::domain::Sha256;
@@ -28,10 +32,38 @@ impl Depot {
         let stored: BTreeSet<Sha256> = self.blobs.list()?.into_iter().collect();
         for key in &stored {
             report.blobs_checked += 1;
-            if !self.blobs.verify(key)? {
-                report.problems.push(format!(
+            match self.blobs.verify(key) {
+                Ok(true) => {}
+                Ok(false) => report.problems.push(format!(
                     "blob {key} does not match its checksum (changed on disk)"
-                ));
+                )),
+                Err(e) => report
+                    .problems
+                    .push(format!("blob {key} cannot be checked: {e}")),
+            }
+        }
+
+        // A release's payload parts must be there before any package refers to them: an added,
+        // unpublished release is published from them later.
+        for release in self.meta.list_releases()? {
+            for payload in &release.payloads {
+                let blob = &payload.part.blob;
+                let label = format!(
+                    "release {} payload {} ({})",
+                    release.version, payload.platform, payload.part.file_name
+                );
+                if !stored.contains(blob) {
+                    report
+                        .problems
+                        .push(format!("{label}: its blob {blob} is missing"));
+                } else if let Ok(size) = self.blobs.size(blob) {
+                    if size != payload.part.part_len {
+                        report.problems.push(format!(
+                            "{label}: its blob {blob} holds {size} bytes, not {}",
+                            payload.part.part_len
+                        ));
+                    }
+                }
             }
         }
 
@@ -41,15 +73,25 @@ impl Depot {
         let mut by_part: BTreeMap<Sha256, Vec<&Package>> = BTreeMap::new();
         for package in &packages {
             report.packages_checked += 1;
-            let missing: Vec<_> = package
+            if package.segments.len() != 2 {
+                report.problems.push(format!(
+                    "package {} has {} segments, not a payload part and a tail",
+                    package_label(package),
+                    package.segments.len()
+                ));
+                continue;
+            }
+            let missing: Vec<String> = package
                 .segments
                 .iter()
                 .filter(|s| !stored.contains(&s.blob))
+                .map(|s| s.blob.to_string())
                 .collect();
-            if !missing.is_empty() || package.segments.len() != 2 {
+            if !missing.is_empty() {
                 report.problems.push(format!(
-                    "package {} refers to a missing blob",
-                    package_label(package)
+                    "package {} refers to the missing blob {}",
+                    package_label(package),
+                    missing.join(", ")
                 ));
                 continue;
             }
@@ -59,11 +101,33 @@ impl Depot {
                 .push(package);
         }
         for (part, group) in by_part {
-            let prefix = self.read_digest(&part)?;
+            let prefix = match self.read_digest(&part) {
+                Ok(prefix) => prefix,
+                Err(e) => {
+                    for package in group {
+                        report.problems.push(format!(
+                            "package {}: its payload part {part} cannot be read: {e}",
+                            package_label(package)
+                        ));
+                    }
+                    continue;
+                }
+            };
             for package in group {
                 let tail = &package.segments[1];
+                let tail_bytes = match self.blobs.read_range(&tail.blob, tail.offset, tail.len) {
+                    Ok(bytes) => bytes,
+                    Err(e) => {
+                        report.problems.push(format!(
+                            "package {}: its part in blob {} cannot be read: {e}",
+                            package_label(package),
+                            tail.blob
+                        ));
+                        continue;
+                    }
+                };
                 let mut digest: StreamDigest = prefix.clone();
-                digest.update(&self.blobs.read_range(&tail.blob, tail.offset, tail.len)?);
+                digest.update(&tail_bytes);
                 let (sha256, prehash) = digest.finish();
                 if sha256 != package.sha256 {
                     report.problems.push(format!(
