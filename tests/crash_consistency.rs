@@ -813,7 +813,13 @@ fn killed_server_mid_upload_keeps_no_partial_release_and_the_upload_reruns() {
             &payload_sha,
             &format!("after killing the server at point {i}"),
         );
-        if listed_versions(&server).iter().any(|v| v == "2.0.0") {
+        let committed = listed_versions(&server).iter().any(|v| v == "2.0.0");
+        eprintln!(
+            "server killed at point {i}: {} temp files left, release {}",
+            temp_files(&ws, "").len(),
+            if committed { "committed" } else { "absent" }
+        );
+        if committed {
             // The kill came after the commit: the upload had completed.
             break;
         }
