@@ -638,3 +638,83 @@ fn the_signing_key_is_private_and_serve_refuses_it_otherwise() {
     server.kill().unwrap();
     server.wait().unwrap();
 }
+
+/// Types that carry a secret to or from a client show it redacted in debug output, so that a
+/// `?value` in a log line or an error message cannot leak it.
+#[test]
+fn debug_output_hides_secrets() {
+    use depot::server::auth::{Caller, Principal};
+    use depot::server::portal::session::Sessions;
+    const KEY: &str = "7QKX-M2PA-9D4R-HV0T";
+    const TOKEN: &str = "depot_0123456789abcdef0123456789abcdef01234567";
+    let hides_key = |debug: String| {
+        assert!(
+            !debug.contains("M2PA") && !debug.contains("HV0T"),
+            "{debug}"
+        );
+        assert!(debug.contains("7QKX-****"), "{debug}");
+    };
+
+    hides_key(format!(
+        "{:?}",
+        depot::domain::RegistrationKey::parse(KEY).unwrap()
+    ));
+    let view: depot::service::views::OrgView = serde_json::from_value(serde_json::json!({
+        "code": "physics", "name": "Physics", "contact_email": null, "seats": 5,
+        "channel": "stable", "pinned_version": null, "backup": {"include": [], "exclude": []},
+        "settings": {}, "registration_key": KEY, "created_at": "2026-01-01T00:00:00Z",
+        "updated_at": "2026-01-01T00:00:00Z",
+    }))
+    .unwrap();
+    hides_key(format!("{view:?}"));
+    let update: depot::server::routes::orgs::OrgUpdate =
+        serde_json::from_value(serde_json::json!({"name": "Physics", "registration_key": KEY}))
+            .unwrap();
+    hides_key(format!("{update:?}"));
+    let context = depot::templates::OrgContext {
+        code: "physics".into(),
+        name: "Physics".into(),
+        registration_key: KEY.into(),
+        contact: String::new(),
+        channel: "stable".into(),
+        backup: depot::templates::BackupContext {
+            include: vec![],
+            exclude: vec![],
+        },
+        settings: Default::default(),
+        vendor_settings: Default::default(),
+    };
+    hides_key(format!("{context:?}"));
+
+    let created = depot::server::routes::tokens::CreatedToken {
+        token: TOKEN.into(),
+        record: depot::service::views::TokenView {
+            id: "tok_1".into(),
+            name: "desk-eng".into(),
+            role: "admin".into(),
+            org: None,
+            created_at: "2026-01-01T00:00:00Z".into(),
+            revoked_at: None,
+        },
+    };
+    let debug = format!("{created:?}");
+    assert!(
+        !debug.contains("0123456789") && debug.contains("tok_1"),
+        "{debug}"
+    );
+
+    let sessions = Sessions::default();
+    let id = sessions.create(
+        Caller {
+            principal: Principal::Admin,
+            name: "desk-eng".into(),
+        },
+        depot::domain::Sha256::digest(TOKEN.as_bytes()),
+    );
+    let session = sessions.get(&id).unwrap();
+    let debug = format!("{session:?}");
+    assert!(
+        !debug.contains(&session.csrf) && !debug.contains(&id) && debug.contains("desk-eng"),
+        "{debug}"
+    );
+}

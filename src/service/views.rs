@@ -18,7 +18,9 @@ pub fn rfc3339(unix: i64) -> String {
         .unwrap_or_default()
 }
 
-#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
+/// An org as the API and `--json` show it. Its `Debug` shows the registration key's first group
+/// only.
+#[derive(Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct OrgView {
     pub code: String,
     pub name: String,
@@ -32,6 +34,27 @@ pub struct OrgView {
     pub registration_key: String,
     pub created_at: String,
     pub updated_at: String,
+}
+
+impl std::fmt::Debug for OrgView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OrgView")
+            .field("code", &self.code)
+            .field("name", &self.name)
+            .field("contact_email", &self.contact_email)
+            .field("seats", &self.seats)
+            .field("channel", &self.channel)
+            .field("pinned_version", &self.pinned_version)
+            .field("backup", &self.backup)
+            .field("settings", &self.settings)
+            .field(
+                "registration_key",
+                &crate::domain::RegistrationKey::redact(&self.registration_key),
+            )
+            .field("created_at", &self.created_at)
+            .field("updated_at", &self.updated_at)
+            .finish()
+    }
 }
 
 impl From<&Org> for OrgView {

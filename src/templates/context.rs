@@ -20,7 +20,8 @@ pub struct RenderContext {
     pub signing_key: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// The org as templates see it. Its `Debug` shows the registration key's first group only.
+#[derive(Clone, Serialize)]
 pub struct OrgContext {
     pub code: String,
     pub name: String,
@@ -34,6 +35,24 @@ pub struct OrgContext {
     /// The settings the backup client reads at install: upper-case keys (`CP_SILENT`,
     /// `DEPLOYMENT_URL`, ...), without any `DEPOT_*` key, which depot alone writes.
     pub vendor_settings: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for OrgContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OrgContext")
+            .field("code", &self.code)
+            .field("name", &self.name)
+            .field(
+                "registration_key",
+                &crate::domain::RegistrationKey::redact(&self.registration_key),
+            )
+            .field("contact", &self.contact)
+            .field("channel", &self.channel)
+            .field("backup", &self.backup)
+            .field("settings", &self.settings)
+            .field("vendor_settings", &self.vendor_settings)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -23,8 +23,8 @@ pub const SESSION_LIFETIME: Duration = Duration::from_secs(8 * 3600);
 /// Sessions kept at most; beyond it the oldest is dropped (a flood of sign-ins cannot grow memory).
 const MAX_SESSIONS: usize = 10_000;
 
-/// A signed-in person.
-#[derive(Debug, Clone)]
+/// A signed-in person. Its `Debug` leaves out the anti-forgery token.
+#[derive(Clone)]
 pub struct Session {
     pub caller: Caller,
     /// SHA-256 of the token that opened the session, to see that it is still live.
@@ -34,6 +34,18 @@ pub struct Session {
     /// A one-time message for the next page (what a save rebuilt).
     pub flash: Option<String>,
     created: Instant,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("caller", &self.caller)
+            .field("token_hash", &self.token_hash)
+            .field("csrf", &"<redacted>")
+            .field("flash", &self.flash)
+            .field("created", &self.created)
+            .finish()
+    }
 }
 
 /// The live sessions by id.

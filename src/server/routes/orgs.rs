@@ -46,8 +46,9 @@ pub struct NewOrg {
     pub settings: Option<BTreeMap<String, String>>,
 }
 
-/// What `GET /v1/orgs/{org}` gave, with changes.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+/// What `GET /v1/orgs/{org}` gave, with changes. Its `Debug` shows the registration key's first
+/// group only.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrgUpdate {
     /// Immutable: ignored when unchanged.
@@ -69,6 +70,30 @@ pub struct OrgUpdate {
     pub backup: BackupSelection,
     #[serde(default)]
     pub settings: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for OrgUpdate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OrgUpdate")
+            .field("code", &self.code)
+            .field(
+                "registration_key",
+                &self
+                    .registration_key
+                    .as_deref()
+                    .map(crate::domain::RegistrationKey::redact),
+            )
+            .field("created_at", &self.created_at)
+            .field("updated_at", &self.updated_at)
+            .field("name", &self.name)
+            .field("contact_email", &self.contact_email)
+            .field("seats", &self.seats)
+            .field("channel", &self.channel)
+            .field("pinned_version", &self.pinned_version)
+            .field("backup", &self.backup)
+            .field("settings", &self.settings)
+            .finish()
+    }
 }
 
 /// An overlay file as stored.

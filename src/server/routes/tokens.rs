@@ -25,12 +25,22 @@ pub struct NewTokenRequest {
     pub name: Option<String>,
 }
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct CreatedToken {
     /// The secret: shown this once, never again.
     pub token: String,
     #[serde(flatten)]
     pub record: TokenView,
+}
+
+/// The secret is for the response body only, never for debug output.
+impl std::fmt::Debug for CreatedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreatedToken")
+            .field("token", &"<redacted>")
+            .field("record", &self.record)
+            .finish()
+    }
 }
 
 #[utoipa::path(post, path = "/v1/tokens", tag = "tokens", request_body = NewTokenRequest,
