@@ -118,10 +118,18 @@ agents_status=0; wait "$agents_pid" || agents_status=$?
 admin_status=0; wait "$admin_pid" || admin_status=$?
 sleep 1 # check-ins are written in batches every 250 ms
 
-for i in $(seq "$ORGS"); do
-  curl -fsS -H "Authorization: Bearer $admin" "$base/v1/orgs/dept$i/usage"; echo
-done > usage.jsonl
-curl -fsS -H "Authorization: Bearer $admin" "$base/v1/rollouts" > rollouts.json
+# The server's own view. An overloaded server may still be working off queued requests: a few
+# tries, then `null`, which the summary reports as a failure.
+query() {
+  local try
+  for try in 1 2 3; do
+    curl -fsS --max-time 90 -H "Authorization: Bearer $admin" "$base$1" && return
+    sleep 5
+  done
+  echo null
+}
+for i in $(seq "$ORGS"); do query "/v1/orgs/dept$i/usage"; echo; done > usage.jsonl
+query /v1/rollouts > rollouts.json
 
 echo "--- progress"
 cat agents.err
@@ -132,12 +140,15 @@ grep -v '^READY\|^RESULT' agents.out
 python3 - "$RSS_GROWTH_MIB" "$DURATION" "$agents_status" "$admin_status" "$AGENTS" <<'PY'
 import json, sys
 growth_bound, duration, agents_status, admin_status, agents = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+failures = []
 result = json.loads(next(l for l in open("agents.out") if l.startswith("RESULT "))[7:])
 samples = [(float(t), int(kib)) for t, kib in (l.split() for l in open("rss.txt") if len(l.split()) == 2)]
 usage = [json.loads(l) for l in open("usage.jsonl") if l.strip()]
-rollouts = json.load(open("rollouts.json"))
+rollouts = json.load(open("rollouts.json")) or []
+if None in usage:
+    failures.append("the server did not answer the usage query")
+    usage = [u for u in usage if u]
 log_errors = [l for l in open("depot.log") if " ERROR " in l or '"level":"ERROR"' in l]
-failures = []
 
 print("--- server RSS (MiB)")
 print(" ".join(f"{t:.0f}s:{kib / 1024:.1f}" for t, kib in samples))
@@ -159,7 +170,7 @@ for u in usage:
         versions[v] = versions.get(v, 0) + n
 print(f"devices enrolled: {enrolled} (agents {agents}); with a recorded check-in: {active} (agents that checked in: {result['checked_in']})")
 print("last reported versions: " + ", ".join(f"{v}: {n}" for v, n in sorted(versions.items())))
-for r in rollouts if isinstance(rollouts, list) else rollouts.get("rollouts", []):
+for r in rollouts:
     print(f"rollout {r['version']} on {r['channel']}: {r['percent']}% paused={r['paused']} offered={r['offered']} downloaded={r['downloaded']} installed={r['installed']} failed={r['failed']}")
 print(f"server log: {len(log_errors)} ERROR lines")
 
