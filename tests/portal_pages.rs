@@ -839,7 +839,7 @@ fn devices_deactivate_and_adoption_chart() {
             &ids[0],
             depot::domain::Platform::LinuxX86_64,
             Some(depot::domain::Version::parse("11.2.1").unwrap()),
-            "192.0.2.7",
+            "192.0.2.7".parse().ok(),
         )
         .unwrap();
     p.depot.flush_checkins().unwrap();

@@ -52,7 +52,32 @@ where
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        let axum::Json(value) = axum::Json::<T>::from_request(request, state).await?;
-        Ok(ApiJson(value))
+        if !json_content_type(request.headers()) {
+            return Err(ApiError::UnsupportedMediaType(
+                "expected Content-Type: application/json".into(),
+            ));
+        }
+        let body = axum::body::Bytes::from_request(request, state).await?;
+        // Good bodies (the update hot path) parse once, without tracking where in the document
+        // the parser is; only a bad one is parsed again to say where it went wrong.
+        match serde_json::from_slice(&body) {
+            Ok(value) => Ok(ApiJson(value)),
+            Err(_) => {
+                let axum::Json(value) = axum::Json::<T>::from_bytes(&body)?;
+                Ok(ApiJson(value))
+            }
+        }
     }
+}
+
+/// `application/json` or any `application/*+json`, as axum's `Json` accepts.
+fn json_content_type(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<mime::Mime>().ok())
+        .is_some_and(|mime| {
+            mime.type_() == "application"
+                && (mime.subtype() == "json" || mime.suffix().is_some_and(|s| s == "json"))
+        })
 }

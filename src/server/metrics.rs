@@ -6,12 +6,13 @@
 //! single atomic the download body adds to.
 
 use axum::extract::{MatchedPath, Request, State};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 /// Upper bounds, in seconds, of the build-duration histogram buckets.
@@ -19,11 +20,19 @@ const BUILD_BUCKETS: [f64; 10] = [0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.
 
 #[derive(Default)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(String, String, u16), u64>>,
+    /// By route template, then by method and status: counting a request that was seen before
+    /// takes two read locks and an atomic add, and allocates nothing.
+    requests: RwLock<HashMap<Box<str>, RwLock<Vec<RequestCount>>>>,
     in_flight: AtomicI64,
     bytes_served: Arc<AtomicU64>,
     downloads: Mutex<BTreeMap<(String, String), u64>>,
     builds: Mutex<Histogram>,
+}
+
+struct RequestCount {
+    method: &'static str,
+    status: u16,
+    count: AtomicU64,
 }
 
 #[derive(Default)]
@@ -60,10 +69,51 @@ impl Metrics {
         h.count += 1;
     }
 
-    fn count_request(&self, method: &str, route: &str, status: u16) {
-        *lock(&self.requests)
-            .entry((method.to_string(), route.to_string(), status))
-            .or_default() += 1;
+    fn count_request(&self, method: &'static str, route: &str, status: u16) {
+        {
+            let routes = read(&self.requests);
+            if let Some(counts) = routes.get(route) {
+                let found = read(counts)
+                    .iter()
+                    .find(|c| c.method == method && c.status == status)
+                    .map(|c| c.count.fetch_add(1, Ordering::Relaxed))
+                    .is_some();
+                if found {
+                    return;
+                }
+            }
+        }
+        let mut routes = self.requests.write().unwrap_or_else(|p| p.into_inner());
+        let counts = routes.entry(route.into()).or_default();
+        let mut counts = counts.write().unwrap_or_else(|p| p.into_inner());
+        match counts
+            .iter()
+            .find(|c| c.method == method && c.status == status)
+        {
+            Some(c) => {
+                c.count.fetch_add(1, Ordering::Relaxed);
+            }
+            None => counts.push(RequestCount {
+                method,
+                status,
+                count: AtomicU64::new(1),
+            }),
+        }
+    }
+
+    /// Request counts in a stable order: method, route, status.
+    fn request_counts(&self) -> BTreeMap<(&'static str, String, u16), u64> {
+        let routes = read(&self.requests);
+        let mut sorted = BTreeMap::new();
+        for (route, counts) in routes.iter() {
+            for c in read(counts).iter() {
+                sorted.insert(
+                    (c.method, route.to_string(), c.status),
+                    c.count.load(Ordering::Relaxed),
+                );
+            }
+        }
+        sorted
     }
 
     /// The exposition text.
@@ -76,11 +126,11 @@ impl Metrics {
     fn write_to(&self, out: &mut String) -> std::fmt::Result {
         writeln!(out, "# HELP depot_http_requests_total HTTP requests answered, by route template and status.")?;
         writeln!(out, "# TYPE depot_http_requests_total counter")?;
-        for ((method, route, status), n) in lock(&self.requests).iter() {
+        for ((method, route, status), n) in self.request_counts() {
             writeln!(
                 out,
                 "depot_http_requests_total{{method=\"{method}\",route=\"{}\",status=\"{status}\"}} {n}",
-                escape(route)
+                escape(&route)
             )?;
         }
         writeln!(
@@ -143,6 +193,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Label values are route templates we wrote, but escape them as the format asks anyway.
 fn escape(value: &str) -> String {
     value
@@ -153,20 +207,24 @@ fn escape(value: &str) -> String {
 
 /// Middleware: counts every answered request by method, route template and status.
 pub async fn track(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
     // Methods outside the standard set would otherwise become labels of their own.
-    let method = match request.method().as_str() {
-        m @ ("GET" | "HEAD" | "POST" | "PUT" | "DELETE" | "PATCH" | "OPTIONS") => m,
+    let method = match *request.method() {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
         _ => "OTHER",
-    }
-    .to_string();
+    };
+    // The route template is shared with the request (an `Arc`), so keeping it is free.
+    let route = request.extensions().get::<MatchedPath>().cloned();
     metrics.in_flight.fetch_add(1, Ordering::Relaxed);
     let response = next.run(request).await;
     metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
-    metrics.count_request(&method, &route, response.status().as_u16());
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    metrics.count_request(method, route, response.status().as_u16());
     response
 }
 

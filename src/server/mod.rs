@@ -126,6 +126,8 @@ pub struct Shared {
     pub maps: BlobMaps,
     pub metrics: Arc<Metrics>,
     pub options: ServerOptions,
+    /// The OpenAPI document, serialized once when the router is built.
+    pub openapi_json: std::sync::OnceLock<Arc<str>>,
 }
 
 impl std::ops::Deref for AppState {
@@ -173,6 +175,7 @@ impl AppState {
             maps: BlobMaps::new(options.mapped_blobs),
             metrics: Arc::new(Metrics::default()),
             options,
+            openapi_json: std::sync::OnceLock::new(),
         }))
     }
 
@@ -336,38 +339,53 @@ impl utoipa::Modify for BearerScheme {
 
 /// The application: every route, its middleware and the OpenAPI document.
 pub fn router(state: AppState) -> Router {
-    let (api, openapi) = api(&state);
-    let api = portal::mount(api, &state);
+    let portal = portal::PortalState::for_server(&state);
+    let (api, openapi) = api(&state, portal.as_ref());
+    let api = match portal {
+        Some(portal) => portal::mount(api, portal),
+        None => api,
+    };
     let json: Arc<str> = openapi.to_json().unwrap_or_default().into();
-    api.layer(axum::Extension(routes::public::OpenApiJson(json)))
-        .layer(axum::middleware::from_fn_with_state(
-            Arc::clone(&state.metrics),
-            metrics::track,
-        ))
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(request_span)
-                .on_response(
-                    tower_http::trace::DefaultOnResponse::new()
-                        .level(tracing::Level::INFO)
-                        .latency_unit(tower_http::LatencyUnit::Millis),
-                ),
-        )
-        .with_state(state)
+    // A router built again over the same state serves the same routes, so the first document
+    // stays right.
+    let _ = state.openapi_json.set(json);
+    api.layer(axum::middleware::from_fn_with_state(
+        Arc::clone(&state.metrics),
+        metrics::track,
+    ))
+    .layer(
+        TraceLayer::new_for_http()
+            .make_span_with(request_span)
+            .on_response(
+                tower_http::trace::DefaultOnResponse::new()
+                    .level(tracing::Level::INFO)
+                    .latency_unit(tower_http::LatencyUnit::Millis),
+            ),
+    )
+    .with_state(state)
 }
 
 /// The routes and the OpenAPI document that describes exactly them.
-pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
+pub fn api(
+    state: &AppState,
+    portal: Option<&portal::PortalState>,
+) -> (Router<AppState>, utoipa::openapi::OpenApi) {
     use routes::{audit, downloads, fleet, orgs, public, releases, tokens};
     let timeout = || axum::middleware::from_fn_with_state(state.clone(), request_timeout);
+    let mut downloads = ApiRouter::<AppState>::default()
+        .route::<downloads::__path_download, _, _>(downloads::download)
+        .layer(timeout());
+    if let Some(portal) = portal {
+        downloads = portal::with_download_sessions(downloads, portal);
+    }
     let mut all = ApiRouter::<AppState>::default()
         .route::<public::__path_healthz, _, _>(public::healthz)
         .route::<public::__path_metrics, _, _>(public::metrics)
         .route::<public::__path_openapi, _, _>(public::openapi)
-        .route::<downloads::__path_download, _, _>(downloads::download)
         .route::<releases::__path_list_releases, _, _>(releases::list_releases)
         .route::<releases::__path_show_release, _, _>(releases::show_release)
-        .layer(timeout());
+        .layer(timeout())
+        .merge(downloads);
     if let Some(depot) = &state.depot {
         let api_state = ApiState {
             app: state.clone(),
@@ -432,16 +450,17 @@ pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
 /// One span per request: method, path (never the query or headers, which may carry secrets)
 /// and client address; the response line is logged at INFO inside it.
 fn request_span(request: &Request) -> tracing::Span {
+    // Fields are only formatted when the span is enabled: at the default level nothing here
+    // allocates.
     let address = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(a)| a.ip().to_string())
-        .unwrap_or_default();
+        .map(|ConnectInfo(a)| a.ip());
     tracing::info_span!(
         "request",
         method = %request.method(),
         path = %request.uri().path(),
-        %address,
+        address = tracing::field::debug(address),
     )
 }
 

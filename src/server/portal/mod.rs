@@ -234,25 +234,41 @@ fn load_templates() -> std::result::Result<tera::Tera, tera::Error> {
 
 const STYLESHEET: &str = include_str!("templates/portal.css");
 
-/// Adds the portal's pages to `api` (when the server has the service behind it), and lets a
-/// portal session cookie authorize downloads.
-pub fn mount(api: Router<AppState>, state: &AppState) -> Router<AppState> {
-    let Some(depot) = state.depot.clone() else {
-        return api;
-    };
-    let templates = match load_templates() {
-        Ok(t) => Arc::new(t),
-        Err(e) => {
-            tracing::error!(error = %e, "portal templates do not load; serving the API without the portal");
-            return api;
-        }
-    };
-    let portal = PortalState {
-        app: state.clone(),
-        depot,
-        sessions: Arc::default(),
-        templates,
-    };
+impl PortalState {
+    /// The portal of a server that has the service behind it; `None` without one, or when the
+    /// templates do not load (the API is then served alone).
+    pub fn for_server(state: &AppState) -> Option<PortalState> {
+        let depot = state.depot.clone()?;
+        let templates = match load_templates() {
+            Ok(t) => Arc::new(t),
+            Err(e) => {
+                tracing::error!(error = %e, "portal templates do not load; serving the API without the portal");
+                return None;
+            }
+        };
+        Some(PortalState {
+            app: state.clone(),
+            depot,
+            sessions: Arc::default(),
+            templates,
+        })
+    }
+}
+
+/// Lets a portal session cookie authorize the downloads of `routes` (reads only).
+pub fn with_download_sessions(
+    routes: super::ApiRouter<AppState>,
+    portal: &PortalState,
+) -> super::ApiRouter<AppState> {
+    routes.layer(axum::middleware::from_fn_with_state(
+        portal.clone(),
+        download_session,
+    ))
+}
+
+/// Adds the portal's pages to `api`.
+pub fn mount(api: Router<AppState>, portal: PortalState) -> Router<AppState> {
+    let state = &portal.app;
     let upload_limit = usize::try_from(state.options.max_upload_bytes).unwrap_or(usize::MAX);
     let pages = Router::new()
         .route("/", get(pages::home))
@@ -286,10 +302,7 @@ pub fn mount(api: Router<AppState>, state: &AppState) -> Router<AppState> {
         .layer(axum::middleware::map_response(security_headers))
         .route("/static/portal.css", get(stylesheet))
         .with_state(portal.clone());
-    api.merge(pages).layer(axum::middleware::from_fn_with_state(
-        portal,
-        download_session,
-    ))
+    api.merge(pages)
 }
 
 async fn stylesheet() -> impl IntoResponse {
@@ -375,7 +388,6 @@ async fn download_session(
     next: Next,
 ) -> Response {
     let wants = matches!(*request.method(), Method::GET | Method::HEAD)
-        && request.uri().path().starts_with("/v1/download/")
         && !request.headers().contains_key(header::AUTHORIZATION)
         && session::cookie(request.headers(), SESSION_COOKIE).is_some();
     if wants {

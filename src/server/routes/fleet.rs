@@ -5,7 +5,7 @@
 use super::{actor, blocking};
 use crate::domain::{OrgCode, Platform, Version};
 use crate::server::auth::{
-    require_admin, require_org_access, require_org_admin, Caller, ClientAddr, Principal,
+    require_admin, require_org_access, require_org_admin, Caller, ClientAddr, ClientIp, Principal,
 };
 use crate::server::error::{ApiError, ApiResult, ErrorBody};
 use crate::server::extract::{ApiJson, ApiPath, ApiQuery};
@@ -82,7 +82,7 @@ pub async fn enroll(
 pub async fn update_check(
     State(state): State<ApiState>,
     caller: Caller,
-    ClientAddr(address): ClientAddr,
+    ClientIp(address): ClientIp,
     ApiJson(check): ApiJson<UpdateCheck>,
 ) -> ApiResult<Json<UpdateAnswer>> {
     let id = device_id(&caller)?;
@@ -96,12 +96,12 @@ pub async fn update_check(
     if let Some(answer) =
         state
             .depot
-            .update_check_in_memory(&id, platform, current.clone(), &address)
+            .update_check_in_memory(&id, platform, current.clone(), address)
     {
         return Ok(Json(answer?));
     }
     let answer =
-        blocking(move || state.depot.update_check(&id, platform, current, &address)).await?;
+        blocking(move || state.depot.update_check(&id, platform, current, address)).await?;
     Ok(Json(answer))
 }
 

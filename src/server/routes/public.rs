@@ -4,12 +4,7 @@ use crate::server::AppState;
 use axum::extract::State;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use axum::Extension;
 use std::sync::Arc;
-
-/// The OpenAPI document, serialized once when the router is built.
-#[derive(Clone)]
-pub struct OpenApiJson(pub Arc<str>);
 
 #[utoipa::path(get, path = "/healthz", tag = "public",
     responses((status = 200, description = "The server answers and its metadata store works", content_type = "text/plain")))]
@@ -34,7 +29,8 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
 
 #[utoipa::path(get, path = "/openapi.json", tag = "public",
     responses((status = 200, description = "This API, as OpenAPI 3.1", content_type = "application/json")))]
-pub async fn openapi(Extension(OpenApiJson(json)): Extension<OpenApiJson>) -> Response {
+pub async fn openapi(State(state): State<AppState>) -> Response {
+    let json = state.openapi_json.get().map_or("{}", |j| j);
     let mut response = json.to_string().into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -1,6 +1,7 @@
 //! Signed release manifests: made when what they say changes (or before they expire), kept in
 //! memory, and stored so that serials only grow, across restarts and processes.
 
+use super::encoded::EncodedManifest;
 use super::snapshot::Snapshot;
 use crate::domain::{Channel, OrgCode, Platform};
 use crate::org::Org;
@@ -14,7 +15,7 @@ struct Cached {
     /// The snapshot generation it was checked against.
     generation: u64,
     manifest: ReleaseManifest,
-    signed: SignedManifest,
+    signed: EncodedManifest,
 }
 
 #[derive(Default)]
@@ -64,7 +65,7 @@ impl Depot {
         snap: &Snapshot,
         org: &Org,
         platform: Platform,
-    ) -> Option<SignedManifest> {
+    ) -> Option<EncodedManifest> {
         let key = (org.code.clone(), platform, org.config.channel.clone());
         let entries = self.fleet.manifests.entries.lock().ok()?;
         let cached = entries.get(&key)?;
@@ -77,7 +78,7 @@ impl Depot {
         snap: &Snapshot,
         org: &Org,
         platform: Platform,
-    ) -> Result<SignedManifest> {
+    ) -> Result<EncodedManifest> {
         let key = (org.code.clone(), platform, org.config.channel.clone());
         let at = now();
         let mut entries = self
@@ -107,10 +108,10 @@ impl Depot {
                 .and_then(|s| serde_json::from_str::<ReleaseManifest>(&s.json).ok());
             if let (Some(record), Some(manifest)) = (&stored, &stored_manifest) {
                 if fresh(manifest) {
-                    let signed = SignedManifest {
+                    let signed = EncodedManifest::from(&SignedManifest {
                         json: record.json.clone(),
                         minisig: record.minisig.clone(),
-                    };
+                    });
                     entries.insert(
                         key,
                         Cached {
@@ -135,6 +136,7 @@ impl Depot {
                 minisig: signed.minisig.clone(),
             };
             if self.meta.put_manifest(&record)? {
+                let signed = EncodedManifest::from(&signed);
                 entries.insert(
                     key,
                     Cached {

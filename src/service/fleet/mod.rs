@@ -10,23 +10,26 @@
 //! per request.
 
 mod checkins;
+mod encoded;
 mod manifests;
 mod snapshot;
 #[cfg(test)]
 mod tests;
 
-pub use checkins::CheckinBuffer;
+pub use checkins::{CheckinBuffer, CheckinRef};
+pub use encoded::{EncodedManifest, JsonText};
 pub use snapshot::{DeviceEntry, DeviceIndex, Snapshot};
 
 use super::{now, Actor, Depot, Result, ServiceError};
 use crate::domain::{OrgCode, Platform, RegistrationKey, Sha256, Version};
-use crate::store::{Checkin, Device, DeviceEvent, EventKind, RolloutCounts};
+use crate::store::{Device, DeviceEvent, EventKind, RolloutCounts};
 use crate::updates::{
     decide_update, should_halt, Candidate, ChannelPolicy, Decision, DeviceFacts, OrgPolicy,
     RolloutState,
 };
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -79,7 +82,7 @@ pub struct Enrolled {
     pub org: String,
 }
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct PackageOffer {
     pub url: String,
     pub sha256: String,
@@ -94,14 +97,19 @@ pub struct Offer {
     pub mandatory: bool,
     pub rollback: bool,
     pub notes: String,
-    pub package: PackageOffer,
+    #[schema(value_type = PackageOffer)]
+    pub package: Arc<PackageOffer>,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct UpdateAnswer {
     pub offer: Option<Offer>,
-    pub manifest: String,
-    pub manifest_minisig: String,
+    /// The signed release manifest (JSON text, CONTRACT 6).
+    #[schema(value_type = String)]
+    pub manifest: JsonText,
+    /// The manifest's minisign signature.
+    #[schema(value_type = String)]
+    pub manifest_minisig: JsonText,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -386,13 +394,14 @@ impl Depot {
         })
     }
 
-    /// The update decision and signed manifest for a device; records the check-in.
+    /// The update decision and signed manifest for a device; records the check-in (`address`
+    /// is `None` when the client's address is not known).
     pub fn update_check(
         &self,
         device_id: &str,
         platform: Platform,
         current: Option<Version>,
-        address: &str,
+        address: Option<IpAddr>,
     ) -> Result<UpdateAnswer> {
         let snap = self.fleet_snapshot()?;
         let (device, org) = device_and_org(&snap, device_id, platform)?;
@@ -407,7 +416,7 @@ impl Depot {
         device_id: &str,
         platform: Platform,
         current: Option<Version>,
-        address: &str,
+        address: Option<IpAddr>,
     ) -> Option<Result<UpdateAnswer>> {
         let snap = self.fresh_snapshot()?;
         let (device, org) = match device_and_org(&snap, device_id, platform) {
@@ -426,8 +435,8 @@ impl Depot {
         org: &crate::org::Org,
         platform: Platform,
         current: Option<Version>,
-        address: &str,
-        signed: crate::updates::SignedManifest,
+        address: Option<IpAddr>,
+        signed: EncodedManifest,
     ) -> Result<UpdateAnswer> {
         let channel = &org.config.channel;
         let min_version = snap
@@ -464,6 +473,7 @@ impl Depot {
             &ChannelPolicy { min_version },
             &candidates,
         );
+        let mut offered = None;
         let offer = match decision {
             Decision::UpToDate => None,
             Decision::Offer {
@@ -480,33 +490,25 @@ impl Depot {
                     .find(|r| r.version == version)
                     .map(|r| r.notes.clone())
                     .unwrap_or_default();
-                let url = super::views::download_path(&org.code, &version, &package.file_name);
-                Some(Offer {
+                let offer = Offer {
                     version: version.to_string(),
                     mandatory,
                     rollback,
                     notes,
-                    package: PackageOffer {
-                        minisig: format!("{url}.minisig"),
-                        url,
-                        sha256: package.sha256.to_hex(),
-                        size: package.size,
-                    },
-                })
+                    package: Arc::clone(&package.offer),
+                };
+                offered = Some(version);
+                Some(offer)
             }
         };
-        let offered = offer
-            .as_ref()
-            .and_then(|o| Version::parse(&o.version).ok())
-            .map(|v| (v, channel.clone()));
         self.fleet.checkins.push(
-            Checkin {
-                device_id: device.id.clone(),
+            CheckinRef {
+                device_id: &device.id,
                 at: now(),
-                address: address.to_string(),
-                version: current,
+                address,
+                version: current.as_ref(),
                 platform,
-                offered,
+                offered: offered.as_ref().map(|v| (v, channel)),
             },
             &self.meta,
         );

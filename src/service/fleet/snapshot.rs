@@ -3,11 +3,13 @@
 //! also changed in place by this process's own enrollments and deactivations, so that a burst of
 //! enrollments does not reload every device once per enrollment.
 
+use super::PackageOffer;
 use crate::domain::{Channel, OrgCode, Platform, Sha256, Version};
 use crate::org::Org;
+use crate::service::views::download_path;
 use crate::store::{ChannelSettings, MetaStore, Release, Result, Rollout};
 use std::collections::HashMap;
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// An enrolled device that is not deactivated, as an update check needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +25,8 @@ pub struct PackageDigest {
     pub file_name: String,
     pub sha256: Sha256,
     pub size: u64,
+    /// The package as an offer shows it, made once per snapshot rather than per answer.
+    pub offer: Arc<PackageOffer>,
 }
 
 /// The active devices by the SHA-256 of their token, and the token hash of each device id.
@@ -73,7 +77,8 @@ pub struct Snapshot {
     pub releases: Vec<Release>,
     pub rollouts: Vec<Rollout>,
     pub channels: HashMap<Channel, ChannelSettings>,
-    pub packages: HashMap<(OrgCode, Version, Platform), PackageDigest>,
+    /// Each org's packages (a few per release): looked up without building a key.
+    pub packages: HashMap<OrgCode, Vec<(Version, Platform, PackageDigest)>>,
     devices: RwLock<DeviceIndex>,
 }
 
@@ -95,18 +100,25 @@ impl Snapshot {
                 }
             }
         }
-        let packages = meta
-            .list_packages(None, None)?
-            .into_iter()
-            .map(|p| {
-                let digest = PackageDigest {
-                    file_name: p.file_name,
-                    sha256: p.sha256,
+        let mut packages: HashMap<OrgCode, Vec<_>> = HashMap::new();
+        for p in meta.list_packages(None, None)? {
+            let url = download_path(&p.org, &p.version, &p.file_name);
+            let digest = PackageDigest {
+                offer: Arc::new(PackageOffer {
+                    minisig: format!("{url}.minisig"),
+                    url,
+                    sha256: p.sha256.to_hex(),
                     size: p.size,
-                };
-                ((p.org, p.version, p.platform), digest)
-            })
-            .collect();
+                }),
+                file_name: p.file_name,
+                sha256: p.sha256,
+                size: p.size,
+            };
+            packages
+                .entry(p.org)
+                .or_default()
+                .push((p.version, p.platform, digest));
+        }
         let mut devices = DeviceIndex::default();
         for d in meta.list_devices(None)? {
             if d.deactivated_at.is_none() {
@@ -135,7 +147,11 @@ impl Snapshot {
         version: &Version,
         platform: Platform,
     ) -> Option<&PackageDigest> {
-        self.packages.get(&(org.clone(), version.clone(), platform))
+        self.packages
+            .get(org)?
+            .iter()
+            .find(|(v, p, _)| v == version && *p == platform)
+            .map(|(_, _, digest)| digest)
     }
 
     /// The active devices; hold the guard briefly (the hot path reads it on every request).

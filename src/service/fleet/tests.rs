@@ -134,7 +134,12 @@ fn manifests_survive_restarts_and_are_re_signed_before_they_expire() {
     };
     let check = |depot: &Depot| {
         let answer = depot
-            .update_check(&device, Platform::LinuxX86_64, None, "10.0.0.1")
+            .update_check(
+                &device,
+                Platform::LinuxX86_64,
+                None,
+                "10.0.0.1".parse().ok(),
+            )
             .unwrap();
         depot
             .public_key()
