@@ -19,7 +19,8 @@
 # Environment: AGENTS (10000), DURATION (120), INTERVAL (10, at most DURATION/4), SAMPLE (5,
 # at most DURATION/10), ORGS (4), RSS_GROWTH_MIB (16), DEPOT_PORT (18190), DEPOT_BIN and
 # SOAK_AGENTS_BIN (skip the build; SOAK_AGENTS_BIN defaults to examples/soak_agents beside
-# DEPOT_BIN when it is there), KEEP=1 (keep the work directory).
+# DEPOT_BIN when it is there), KEEP=1 (keep the work directory), ADMIN=0 (no release during the
+# run: the check-in path alone).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 AGENTS=${AGENTS:-10000}
@@ -95,6 +96,7 @@ api() { # METHOD PATH [curl args...]: fails on any non-2xx
 at() { python3 -c "import time; time.sleep(max(0.0, $start + $1 * $DURATION - time.time()))"; }
 (
   set -e
+  [ "${ADMIN:-1}" = 1 ] || { echo "admin: ADMIN=0, no release during the run"; exit 0; }
   at 0.10
   api POST /v1/releases -F version=1.1.0 -F notes=soak -F linux-x86_64=@client-1.1.0.tgz
   api POST /v1/releases/1.1.0/publish -H 'content-type: application/json' -d '{"channel":"stable","rollout_percent":10}'
