@@ -41,6 +41,7 @@ pub struct ConfigFile {
     pub public_url: Option<String>,
     pub listen: Option<String>,
     pub max_upload_bytes: Option<u64>,
+    pub max_connections: Option<usize>,
 }
 
 /// What the command line (and its environment variables) said; `None` where nothing was given.
@@ -83,6 +84,8 @@ pub struct Settings {
     pub public_url: String,
     pub listen: Option<String>,
     pub max_upload_bytes: u64,
+    /// Connections `depot serve` serves at once; more wait in the listen queue.
+    pub max_connections: usize,
 }
 
 impl Settings {
@@ -157,6 +160,7 @@ impl Settings {
             public_url,
             listen: file.listen,
             max_upload_bytes: file.max_upload_bytes.unwrap_or(4 * 1024 * 1024 * 1024),
+            max_connections: file.max_connections.unwrap_or(10_000).max(1),
         })
     }
 }

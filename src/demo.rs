@@ -63,6 +63,7 @@ pub fn settings_for(dir: &Path, public_url: &str) -> Settings {
         public_url: public_url.to_string(),
         listen: None,
         max_upload_bytes: 4 * 1024 * 1024 * 1024,
+        max_connections: 10_000,
     }
 }
 

@@ -43,6 +43,7 @@ public_url = "http://127.0.0.1:8080"
 # database = "sqlite://artifacts/depot.db"   # or postgres://user@host/db
 # artifacts = "file://artifacts"             # or s3://bucket
 # max_upload_bytes = 4294967296
+# max_connections = 10000          # served at once by `depot serve`; more wait in the listen queue
 "#;
 
 /// Creates what is missing for `settings`. `write_config` also writes `./depot.toml` when no

@@ -1,7 +1,8 @@
 //! Hostile clients against a real server on loopback: idle and slowloris connections must not
 //! starve a normal client and must be cut off by the header read timeout; oversized bodies get
 //! 413, junk bodies and junk tokens a 4xx JSON error, and repeated bad credentials from one
-//! address a 429. Every loop is bounded.
+//! address a 429; connections beyond the server's limit wait for a free slot. Every loop is
+//! bounded.
 
 mod server_support;
 
@@ -273,4 +274,44 @@ fn repeated_bad_tokens_and_keys_from_one_address_get_429() {
         .collect();
     assert_eq!(statuses[0], 403, "{statuses:?}");
     assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+}
+
+#[test]
+fn connections_beyond_the_limit_wait_until_one_ends() {
+    let f = spawn_full_app_with(depot::server::ServerOptions {
+        max_connections: 2,
+        // Long enough that the held connections are not cut off during the test.
+        header_read_timeout: Duration::from_secs(30),
+        ..options()
+    });
+    let address = f.app.address;
+    let request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    let answered = |stream: &mut TcpStream| {
+        stream
+            .set_read_timeout(Some(Duration::from_millis(700)))
+            .unwrap();
+        stream.write_all(request).unwrap();
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.1 200")
+    };
+    let mut held: Vec<TcpStream> = (0..2)
+        .map(|_| TcpStream::connect(address).unwrap())
+        .collect();
+    assert!(
+        answered(&mut held[0]),
+        "a connection within the limit is served"
+    );
+
+    // The kernel completes the handshake, but the server does not take the connection up.
+    let mut third = TcpStream::connect(address).unwrap();
+    assert!(!answered(&mut third), "a third connection must wait");
+
+    // When one of the two ends, the waiting connection is served, its request intact.
+    drop(held.remove(1));
+    third
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut head = [0u8; 12];
+    third.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
 }

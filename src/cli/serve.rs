@@ -41,6 +41,7 @@ pub fn run(settings: &Settings, listen: &str, tls: Option<TlsFiles>) -> anyhow::
     let options = ServerOptions {
         tls,
         max_upload_bytes: settings.max_upload_bytes,
+        max_connections: settings.max_connections,
         ..ServerOptions::default()
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -77,6 +77,9 @@ pub struct ServerOptions {
     pub max_upload_bytes: u64,
     /// Memory maps of blob files kept open.
     pub mapped_blobs: usize,
+    /// Open connections served at once; further ones wait in the listen queue until one ends,
+    /// so a flood of connections cannot exhaust file descriptors or memory.
+    pub max_connections: usize,
     pub tls: Option<TlsFiles>,
 }
 
@@ -89,6 +92,7 @@ impl Default for ServerOptions {
             max_body_bytes: 2 * 1024 * 1024,
             max_upload_bytes: 4 * 1024 * 1024 * 1024,
             mapped_blobs: body::DEFAULT_MAPPED_BLOBS,
+            max_connections: 10_000,
             tls: None,
         }
     }
@@ -571,8 +575,17 @@ pub async fn serve(
     // Each connection holds a receiver: the sender tells them to finish, and its `closed()`
     // resolves when the last one has.
     let (stop, stopping) = tokio::sync::watch::channel(false);
+    let slots = Arc::new(tokio::sync::Semaphore::new(options.max_connections.max(1)));
     tokio::pin!(shutdown);
     loop {
+        // A slot first: at the limit, new connections wait in the kernel's listen queue.
+        let slot = tokio::select! {
+            () = &mut shutdown => break,
+            slot = Arc::clone(&slots).acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+        };
         let (stream, address) = tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
@@ -593,11 +606,15 @@ pub async fn serve(
             None => {
                 let connection =
                     http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-                tokio::spawn(run_connection(connection, stopping, address));
+                tokio::spawn(async move {
+                    run_connection(connection, stopping, address).await;
+                    drop(slot);
+                });
             }
             Some(acceptor) => {
                 let acceptor = acceptor.clone();
                 tokio::spawn(async move {
+                    let _slot = slot;
                     let stream =
                         match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream))
                             .await
