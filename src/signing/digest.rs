@@ -118,11 +118,14 @@ fn feed(
                 return Ok(());
             }
         }
-        drop(chunk);
+        // When both hashers are done with the chunk already, this is its last holder and must
+        // reuse it: dropped here, it would never come back, and after CHUNKS_IN_FLIGHT such
+        // losses the loop below would wait for a free buffer forever.
+        let mine = Arc::into_inner(chunk);
         if len < CHUNK_LEN {
             return Ok(());
         }
-        buf = match free.try_recv() {
+        buf = match mine.map_or_else(|| free.try_recv(), Ok) {
             Ok(buf) => buf,
             Err(_) if allocated < CHUNKS_IN_FLIGHT => {
                 allocated += 1;
