@@ -2,12 +2,6 @@
 
 use clap::Parser;
 
-// The server answers update checks from memory with many small, short-lived allocations per
-// request; mimalloc serves those from thread-local pages where glibc's malloc consolidates and
-// contends (measured on the update-check benchmark: see benches/update_check.sh).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> std::process::ExitCode {
     let cli = match depot::cli::Cli::try_parse() {
         Ok(cli) => cli,
