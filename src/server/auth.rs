@@ -275,15 +275,10 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
     type Rejection = Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
-        Ok(ClientAddr(
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map_or_else(
-                    || "unknown".to_string(),
-                    |ConnectInfo(addr)| addr.ip().to_string(),
-                ),
-        ))
+        Ok(ClientAddr(peer(parts).map_or_else(
+            || "unknown".to_string(),
+            |ip| ip.to_string(),
+        )))
     }
 }
 
@@ -296,12 +291,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     type Rejection = Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
-        Ok(ClientIp(
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|ConnectInfo(addr)| addr.ip()),
-        ))
+        Ok(ClientIp(peer(parts)))
     }
 }
 
