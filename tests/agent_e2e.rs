@@ -3,20 +3,12 @@
 
 mod common;
 
-use common::{payloads, Workspace};
+use common::{free_port, payloads, Workspace};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// `depot serve` in the workspace, killed on drop.
 struct Server {

@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::Workspace;
+use common::{free_port, Workspace};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -257,14 +257,6 @@ fn file_len(path: &Path) -> u64 {
 fn writable(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).unwrap();
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// `depot serve` of a workspace as a child process, killed (SIGKILL) on drop.

@@ -158,3 +158,12 @@ pub fn zip_entry(zip: &[u8], name: &str) -> String {
     std::io::Read::read_to_string(&mut entry, &mut text).unwrap();
     text
 }
+
+/// A loopback port nothing listens on right now, for a server started as a child process.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
