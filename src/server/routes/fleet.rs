@@ -16,6 +16,7 @@ use crate::service::fleet::{
 use crate::store::EventKind;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 
@@ -84,7 +85,7 @@ pub async fn update_check(
     caller: Caller,
     ClientIp(address): ClientIp,
     ApiJson(check): ApiJson<UpdateCheck>,
-) -> ApiResult<Json<UpdateAnswer>> {
+) -> ApiResult<Response> {
     let id = device_id(&caller)?;
     let platform = Platform::parse(&check.platform)?;
     let current = check
@@ -93,16 +94,30 @@ pub async fn update_check(
         .map(Version::parse)
         .transpose()?;
     // Answered from memory on the runtime when it can be; the store only when it must.
-    if let Some(answer) =
-        state
-            .depot
-            .update_check_in_memory(&id, platform, current.clone(), address)
+    let answer = match state
+        .depot
+        .update_check_in_memory(&id, platform, current.clone(), address)
     {
-        return Ok(Json(answer?));
-    }
-    let answer =
-        blocking(move || state.depot.update_check(&id, platform, current, address)).await?;
-    Ok(Json(answer))
+        Some(answer) => answer?,
+        None => blocking(move || state.depot.update_check(&id, platform, current, address)).await?,
+    };
+    answer_json(&answer)
+}
+
+/// The answer as JSON, written once into a buffer of about its size: the manifest and its
+/// signature are most of it and their length is known.
+fn answer_json(answer: &UpdateAnswer) -> ApiResult<Response> {
+    let mut body =
+        Vec::with_capacity(answer.manifest.len() * 5 / 4 + answer.manifest_minisig.len() + 1024);
+    serde_json::to_writer(&mut body, answer).map_err(ApiError::internal)?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response())
 }
 
 #[utoipa::path(post, path = "/v1/devices/events", tag = "devices", request_body = DeviceReport,
