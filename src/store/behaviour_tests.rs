@@ -176,6 +176,7 @@ macro_rules! meta_store_tests {
             change_counter_moves_on_writes,
             devices_and_checkins,
             device_events_and_counts,
+            rollout_counts_agree_with_a_recount,
             manifest_serials_only_grow,
         );
     };
@@ -1026,6 +1027,152 @@ pub(crate) fn device_events_and_counts(s: &dyn MetaStore) {
     );
     assert_eq!(
         s.rollout_counts(&ver("2.0.0"), &channel("beta")).unwrap(),
+        RolloutCounts::default()
+    );
+}
+
+/// The counts a store keeps as reports and offers arrive are those a recount of everything it
+/// was told gives, after each step: devices failing then installing, installing then failing,
+/// repeating themselves, reporting on two releases and two channels, and reports naming no
+/// release.
+pub(crate) fn rollout_counts_agree_with_a_recount(s: &dyn MetaStore) {
+    use std::collections::{BTreeMap, BTreeSet};
+    type Key = (Version, Channel);
+    #[derive(Default)]
+    struct Model {
+        offers: BTreeSet<(Key, String)>,
+        downloaded: BTreeSet<(Key, String)>,
+        latest: BTreeMap<(Key, String), EventKind>,
+    }
+    impl Model {
+        fn counts(&self, key: &Key) -> RolloutCounts {
+            let of = |k: &(Key, String)| &k.0 == key;
+            RolloutCounts {
+                offered: self.offers.iter().filter(|k| of(k)).count() as u64,
+                downloaded: self.downloaded.iter().filter(|k| of(k)).count() as u64,
+                installed: self
+                    .latest
+                    .iter()
+                    .filter(|(k, v)| of(k) && **v == EventKind::Installed)
+                    .count() as u64,
+                failed: self
+                    .latest
+                    .iter()
+                    .filter(|(k, v)| of(k) && **v == EventKind::Failed)
+                    .count() as u64,
+            }
+        }
+    }
+
+    let keys: Vec<Key> = [("2.0.0", "stable"), ("2.0.0", "beta"), ("2.1.0", "stable")]
+        .into_iter()
+        .map(|(v, c)| (ver(v), channel(c)))
+        .collect();
+    let kinds = [
+        EventKind::Downloaded,
+        EventKind::Installed,
+        EventKind::Failed,
+    ];
+    let mut model = Model::default();
+    let mut at = 0;
+    let mut report = |model: &mut Model, device: &str, key: Option<&Key>, kind: EventKind| {
+        at += 1;
+        let returned = s
+            .append_device_event(&DeviceEvent {
+                device_id: device.into(),
+                org: code("physics"),
+                version: key.map(|k| k.0.clone()),
+                channel: key.map_or_else(|| channel("stable"), |k| k.1.clone()),
+                kind,
+                message: format!("report {at}"),
+                at,
+            })
+            .unwrap();
+        let Some(key) = key else {
+            assert_eq!(returned, None, "a report naming no release has no counts");
+            return;
+        };
+        let id = (key.clone(), device.to_string());
+        match kind {
+            EventKind::Downloaded => {
+                model.downloaded.insert(id);
+            }
+            EventKind::Installed | EventKind::Failed => {
+                model.latest.insert(id, kind);
+            }
+        }
+        assert_eq!(
+            returned,
+            Some(model.counts(key)),
+            "{device} {kind:?} on {key:?}: the counts returned by the write"
+        );
+    };
+
+    // Scripted: a failure then an install counts as installed, and the reverse as failed.
+    let stable = &keys[0];
+    report(&mut model, "dev_a", Some(stable), EventKind::Failed);
+    report(&mut model, "dev_a", Some(stable), EventKind::Failed);
+    report(&mut model, "dev_a", Some(stable), EventKind::Installed);
+    report(&mut model, "dev_b", Some(stable), EventKind::Installed);
+    report(&mut model, "dev_b", Some(stable), EventKind::Failed);
+    report(&mut model, "dev_b", Some(stable), EventKind::Downloaded);
+    report(&mut model, "dev_b", Some(stable), EventKind::Downloaded);
+    report(&mut model, "dev_b", None, EventKind::Failed);
+    assert_eq!(
+        s.rollout_counts(&stable.0, &stable.1).unwrap(),
+        RolloutCounts {
+            offered: 0,
+            downloaded: 1,
+            installed: 1,
+            failed: 1
+        }
+    );
+
+    // Mixed: a fixed pseudo-random sequence over few devices, so that most reports repeat or
+    // overturn an earlier one; offers arrive in batches in between, some of them again.
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = |n: usize| {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (state >> 33) as usize % n
+    };
+    for round in 0..300 {
+        let device = format!("dev_{}", next(7));
+        let key = (next(10) > 0).then(|| &keys[next(keys.len())]);
+        report(&mut model, &device, key, kinds[next(kinds.len())]);
+        if round % 25 == 0 {
+            let batch: Vec<Checkin> = (0..6)
+                .map(|_| {
+                    let key = &keys[next(keys.len())];
+                    Checkin {
+                        device_id: format!("dev_{}", next(7)),
+                        at: round,
+                        address: "10.0.0.1".into(),
+                        version: None,
+                        platform: Platform::LinuxX86_64,
+                        offered: Some(key.clone()),
+                    }
+                })
+                .collect();
+            s.record_checkins(&batch).unwrap();
+            for c in batch {
+                model
+                    .offers
+                    .insert((c.offered.unwrap(), c.device_id.clone()));
+            }
+        }
+    }
+    for key in &keys {
+        let counts = s.rollout_counts(&key.0, &key.1).unwrap();
+        assert_eq!(counts, model.counts(key), "{key:?}");
+        assert!(
+            counts.installed + counts.failed > 0,
+            "the sequence covers {key:?}"
+        );
+    }
+    assert_eq!(
+        s.rollout_counts(&ver("2.1.0"), &channel("beta")).unwrap(),
         RolloutCounts::default()
     );
 }

@@ -153,10 +153,14 @@ pub trait MetaStore: Send + Sync {
     fn deactivate_device(&self, org: &OrgCode, id: &str, now: i64) -> Result<Option<u64>>;
     /// Records a batch of update checks in one transaction (last seen, address, version, offers).
     fn record_checkins(&self, checkins: &[Checkin]) -> Result<()>;
-    fn append_device_event(&self, event: &DeviceEvent) -> Result<()>;
+    /// Records a device's report; returns the [`MetaStore::rollout_counts`] of its release and
+    /// channel as this commit left them (`None` when the report names no release), so that the
+    /// automatic halt needs no second query.
+    fn append_device_event(&self, event: &DeviceEvent) -> Result<Option<RolloutCounts>>;
     /// Counts per release and channel, in devices: offered it, reported it downloaded, and
     /// whose latest installed-or-failed report on it is installed (or failed). A device that
-    /// fails again and again counts once, so it cannot halt a rollout alone.
+    /// fails again and again counts once, so it cannot halt a rollout alone. Kept as reports
+    /// and offers are recorded: reading them costs the same however many devices report.
     fn rollout_counts(&self, version: &Version, channel: &Channel) -> Result<RolloutCounts>;
     fn get_manifest(
         &self,

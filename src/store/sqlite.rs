@@ -948,7 +948,10 @@ impl MetaStore for SqliteStore {
         self.write_unversioned(|tx| fleet::record_checkins(tx, checkins))
     }
 
-    fn append_device_event(&self, event: &super::DeviceEvent) -> Result<()> {
+    fn append_device_event(
+        &self,
+        event: &super::DeviceEvent,
+    ) -> Result<Option<super::RolloutCounts>> {
         self.write_unversioned(|tx| fleet::append_device_event(tx, event))
     }
 

@@ -63,7 +63,8 @@ struct Current {
     checked: Instant,
 }
 
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+/// An agent's enrollment. Its `Debug` shows the registration key's first group only.
+#[derive(Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnrollRequest {
     pub registration_key: String,
@@ -75,11 +76,47 @@ pub struct EnrollRequest {
     pub user: String,
 }
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+impl std::fmt::Debug for EnrollRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnrollRequest")
+            .field(
+                "registration_key",
+                &RegistrationKey::redact(&self.registration_key),
+            )
+            .field("hostname", &self.hostname)
+            .field("platform", &self.platform)
+            .field("os_version", &self.os_version)
+            .field("user", &self.user)
+            .finish()
+    }
+}
+
+/// An enrolled device's credentials. Its `Debug` shows the token's first characters only.
+#[derive(Clone, Serialize, utoipa::ToSchema)]
 pub struct Enrolled {
     pub device_id: String,
     pub device_token: String,
     pub org: String,
+}
+
+impl std::fmt::Debug for Enrolled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Enrolled")
+            .field("device_id", &self.device_id)
+            .field("device_token", &redact_device_token(&self.device_token))
+            .field("org", &self.org)
+            .finish()
+    }
+}
+
+/// A device token as debug output shows it: the prefix and four characters, enough to tell
+/// tokens apart in a log, far too few to guess the rest (20 random bytes).
+fn redact_device_token(token: &str) -> String {
+    let shown = DEVICE_TOKEN_PREFIX.len() + 4;
+    match token.get(..shown) {
+        Some(start) if token.starts_with(DEVICE_TOKEN_PREFIX) => format!("{start}****"),
+        _ => "****".to_string(),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -540,7 +577,9 @@ impl Depot {
             .get(&device.org)
             .map(|o| o.config.channel.clone())
             .ok_or_else(|| ServiceError::NotFound(format!("org {}", device.org)))?;
-        self.meta.append_device_event(&DeviceEvent {
+        // The counts come back from the write itself: a report costs one transaction, and the
+        // halt below is decided on the counts that this report made.
+        let counts = self.meta.append_device_event(&DeviceEvent {
             device_id: device.id.clone(),
             org: device.org.clone(),
             version: version.clone(),
@@ -552,17 +591,15 @@ impl Depot {
                 .collect(),
             at: now(),
         })?;
-        let Some(version) = version else {
+        let (Some(version), Some(counts)) = (version, counts) else {
             return Ok(());
         };
-        if kind == EventKind::Downloaded {
+        if kind == EventKind::Downloaded || !should_halt(counts.installed, counts.failed) {
             return Ok(());
         }
+        // Only the decision and the pause are serialised, so that two reports tipping the
+        // rollout at once pause it (and audit it) once.
         let _halting = self.fleet.halting.lock().unwrap_or_else(|p| p.into_inner());
-        let counts = self.meta.rollout_counts(&version, &channel)?;
-        if !should_halt(counts.installed, counts.failed) {
-            return Ok(());
-        }
         let Some(mut rollout) = self.meta.get_rollout(&version, &channel)? else {
             return Ok(());
         };

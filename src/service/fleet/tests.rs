@@ -175,3 +175,154 @@ fn manifests_survive_restarts_and_are_re_signed_before_they_expire() {
     assert!(!renewed.is_due_for_resign(now()));
     assert_eq!(renewed.state(), first.state());
 }
+
+/// A depot with release 1.0.0 published to all of `stable`, and `n` enrolled devices.
+fn fleet_on_release(dir: &std::path::Path, n: usize) -> (Depot, Vec<DeviceEntry>) {
+    let depot = open(dir);
+    let physics = org(&depot, "physics");
+    let payload = dir.join("client.tgz");
+    std::fs::write(&payload, b"client 1.0.0").unwrap();
+    let v = Version::parse("1.0.0").unwrap();
+    let source = PayloadSource::from_path(Platform::LinuxX86_64, payload).unwrap();
+    depot.add_release(&actor(), &v, &[source], "").unwrap();
+    depot
+        .publish(&actor(), &v, &Channel::stable(), 100, &NoProgress)
+        .unwrap();
+    let devices = (0..n)
+        .map(|i| {
+            let token = enroll(&depot, &physics.registration_key, &format!("lab-{i}")).device_token;
+            depot.device_by_token(&token).unwrap().unwrap()
+        })
+        .collect();
+    (depot, devices)
+}
+
+fn halts(depot: &Depot) -> usize {
+    depot
+        .meta()
+        .query_audit(&crate::store::AuditFilter {
+            action: Some("rollout.halt".into()),
+            ..Default::default()
+        })
+        .unwrap()
+        .len()
+}
+
+/// Reports arriving together that each tip the rollout over the threshold halt it once.
+#[test]
+fn concurrent_failures_halt_the_rollout_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (depot, devices) = fleet_on_release(dir.path(), 24);
+    let v = Version::parse("1.0.0").unwrap();
+    std::thread::scope(|scope| {
+        for chunk in devices.chunks(6) {
+            let (depot, v) = (&depot, &v);
+            scope.spawn(move || {
+                for device in chunk {
+                    depot
+                        .device_event(device, Some(v.clone()), EventKind::Failed, "1603", "x")
+                        .unwrap();
+                }
+            });
+        }
+    });
+    let rollout = depot
+        .meta()
+        .get_rollout(&v, &Channel::stable())
+        .unwrap()
+        .unwrap();
+    assert!(rollout.paused);
+    // Which of the tipping reports takes the lock first is a race: any of their counts.
+    let reason = rollout.pause_reason.unwrap();
+    assert!(reason.starts_with("halted: "), "{reason}");
+    assert!(
+        reason.ends_with("devices reported failure (100%)"),
+        "{reason}"
+    );
+    assert_eq!(halts(&depot), 1);
+}
+
+/// The halt counts devices: one device failing again and again does not halt the rollout, and
+/// a device that failed and then installed counts as installed.
+#[test]
+fn the_halt_counts_each_device_once_by_its_latest_outcome() {
+    let dir = tempfile::tempdir().unwrap();
+    let (depot, devices) = fleet_on_release(dir.path(), 12);
+    let v = Version::parse("1.0.0").unwrap();
+    let report = |device: &DeviceEntry, kind| {
+        depot
+            .device_event(device, Some(v.clone()), kind, "", "x")
+            .unwrap()
+    };
+    for _ in 0..20 {
+        report(&devices[0], EventKind::Failed);
+    }
+    // Nine installs and a failure: 1 of 10 failed. The failed device then installs, and two
+    // others fail: 2 of 12 (16%), under the threshold.
+    for d in &devices[1..10] {
+        report(d, EventKind::Installed);
+    }
+    report(&devices[0], EventKind::Installed);
+    report(&devices[10], EventKind::Failed);
+    report(&devices[11], EventKind::Failed);
+    let paused = |depot: &Depot| {
+        depot
+            .meta()
+            .get_rollout(&v, &Channel::stable())
+            .unwrap()
+            .unwrap()
+            .paused
+    };
+    assert!(!paused(&depot));
+    assert_eq!(halts(&depot), 0);
+    assert_eq!(
+        depot.meta().rollout_counts(&v, &Channel::stable()).unwrap(),
+        RolloutCounts {
+            offered: 0,
+            downloaded: 0,
+            installed: 10,
+            failed: 2
+        }
+    );
+    // An installed device reports a failure: its latest outcome turns, 3 of 12 (25%).
+    report(&devices[1], EventKind::Failed);
+    assert!(paused(&depot));
+    assert_eq!(halts(&depot), 1);
+}
+
+#[test]
+fn enrollment_secrets_are_redacted_in_debug_output() {
+    let key = RegistrationKey::generate();
+    let request = EnrollRequest {
+        registration_key: key.to_string(),
+        hostname: "lab".into(),
+        platform: "linux-x86_64".into(),
+        os_version: String::new(),
+        user: "alice".into(),
+    };
+    let shown = format!("{request:?}");
+    assert!(!shown.contains(key.as_str()), "{shown}");
+    assert!(
+        shown.contains(&RegistrationKey::redact(key.as_str())),
+        "{shown}"
+    );
+    assert!(shown.contains("alice"), "{shown}");
+
+    let token = format!("{DEVICE_TOKEN_PREFIX}{}", "0123456789abcdef".repeat(2));
+    let enrolled = Enrolled {
+        device_id: "dev_1".into(),
+        device_token: token.clone(),
+        org: "physics".into(),
+    };
+    let shown = format!("{enrolled:?}");
+    assert!(!shown.contains(&token), "{shown}");
+    assert!(!shown.contains("0123456789"), "{shown}");
+    assert!(shown.contains("depot_dev_0123****"), "{shown}");
+    assert!(shown.contains("dev_1"), "{shown}");
+    // Text that is not a device token shows nothing of itself.
+    let odd = Enrolled {
+        device_token: "hunter2-secret".into(),
+        ..enrolled
+    };
+    assert!(!format!("{odd:?}").contains("hunter2"));
+}

@@ -4,7 +4,7 @@ use super::rows::Cells;
 use super::{collect, first, require_org};
 use crate::domain::{Channel, OrgCode, Platform, Sha256, Version};
 use crate::store::{
-    Checkin, Device, DeviceEvent, ManifestRecord, Result, RolloutCounts, StoreError,
+    Checkin, Device, DeviceEvent, EventKind, ManifestRecord, Result, RolloutCounts, StoreError,
 };
 use rusqlite::{params, Row, Transaction};
 
@@ -108,18 +108,146 @@ pub(super) fn record_checkins(tx: &Transaction, checkins: &[Checkin]) -> Result<
             c.version.as_ref().map(ToString::to_string)
         ])?;
         if let Some((version, channel)) = &c.offered {
-            offered.execute(params![
-                c.device_id,
-                version.to_string(),
-                channel.as_str(),
-                c.at
-            ])?;
+            let version = version.to_string();
+            let first_offer =
+                offered.execute(params![c.device_id, version, channel.as_str(), c.at])? > 0;
+            if first_offer {
+                add_to_counts(
+                    tx,
+                    &version,
+                    channel,
+                    Tally {
+                        offered: 1,
+                        ..Tally::default()
+                    },
+                )?;
+            }
         }
     }
     Ok(())
 }
 
-pub(super) fn append_device_event(tx: &Transaction, e: &DeviceEvent) -> Result<()> {
+/// A change of the rollout counts of one release and channel.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Tally {
+    offered: i64,
+    downloaded: i64,
+    installed: i64,
+    failed: i64,
+}
+
+/// Adds `tally` to the counts of a release and channel; returns them as they now stand.
+fn add_to_counts(
+    tx: &Transaction,
+    version: &str,
+    channel: &Channel,
+    tally: Tally,
+) -> Result<RolloutCounts> {
+    let params = params![
+        version,
+        channel.as_str(),
+        tally.offered,
+        tally.downloaded,
+        tally.installed,
+        tally.failed
+    ];
+    // An update, then an insert when there was no row: an upsert would not do, because SQLite
+    // checks the row it would insert (a negative change, for a device whose outcome turns)
+    // against the CHECK constraints before it finds the conflict.
+    let updated = first(
+        &mut tx.prepare_cached(
+            "UPDATE rollout_counts SET offered = offered + ?3, downloaded = downloaded + ?4, \
+             installed = installed + ?5, failed = failed + ?6 \
+             WHERE version = ?1 AND channel = ?2 \
+             RETURNING version, channel, offered, downloaded, installed, failed",
+        )?,
+        params,
+        counts,
+    )?;
+    if let Some(counts) = updated {
+        return Ok(counts);
+    }
+    first(
+        &mut tx.prepare_cached(
+            "INSERT INTO rollout_counts (version, channel, offered, downloaded, installed, failed) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+             RETURNING version, channel, offered, downloaded, installed, failed",
+        )?,
+        params,
+        counts,
+    )?
+    .ok_or_else(|| {
+        StoreError::Corrupt(format!(
+            "rollout_counts row {version}/{channel}: not written"
+        ))
+    })
+}
+
+fn counts(row: &Row) -> Result<RolloutCounts> {
+    let c = Cells::new(row, "rollout_counts", &["version", "channel"]);
+    Ok(RolloutCounts {
+        offered: c.u64("offered")?,
+        downloaded: c.u64("downloaded")?,
+        installed: c.u64("installed")?,
+        failed: c.u64("failed")?,
+    })
+}
+
+/// A device's standing on a release and channel, as `rollout_devices` keeps it.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Standing {
+    downloaded: bool,
+    /// The latest installed-or-failed report.
+    outcome: Option<EventKind>,
+}
+
+impl Standing {
+    fn after(self, kind: EventKind) -> Self {
+        match kind {
+            EventKind::Downloaded => Self {
+                downloaded: true,
+                ..self
+            },
+            EventKind::Installed | EventKind::Failed => Self {
+                outcome: Some(kind),
+                ..self
+            },
+        }
+    }
+
+    /// What moving from `self` to `next` changes in the counts.
+    fn tally_to(self, next: Self) -> Tally {
+        let is = |s: Self, kind| i64::from(s.outcome == Some(kind));
+        Tally {
+            offered: 0,
+            downloaded: i64::from(next.downloaded) - i64::from(self.downloaded),
+            installed: is(next, EventKind::Installed) - is(self, EventKind::Installed),
+            failed: is(next, EventKind::Failed) - is(self, EventKind::Failed),
+        }
+    }
+}
+
+fn standing(row: &Row) -> Result<Standing> {
+    let c = Cells::new(row, "rollout_devices", &["version", "channel", "device_id"]);
+    let downloaded: i64 = c.get("downloaded")?;
+    Ok(Standing {
+        downloaded: downloaded != 0,
+        outcome: c.parse_opt("outcome", |text| {
+            EventKind::parse(text)
+                .filter(|k| *k != EventKind::Downloaded)
+                .ok_or_else(|| format!("{text:?} is not installed or failed"))
+        })?,
+    })
+}
+
+/// Records a report and, in the same transaction, the device's standing and the counts it moves:
+/// a few lookups by key, however many reports there are. Returns the counts of the report's
+/// release and channel as they now stand, or `None` for a report that names no release.
+pub(super) fn append_device_event(
+    tx: &Transaction,
+    e: &DeviceEvent,
+) -> Result<Option<RolloutCounts>> {
+    let version = e.version.as_ref().map(ToString::to_string);
     tx.prepare_cached(
         "INSERT INTO device_events (device_id, org, version, channel, kind, message, at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -127,60 +255,60 @@ pub(super) fn append_device_event(tx: &Transaction, e: &DeviceEvent) -> Result<(
     .execute(params![
         e.device_id,
         e.org.as_str(),
-        e.version.as_ref().map(ToString::to_string),
+        version,
         e.channel.as_str(),
         e.kind.as_str(),
         e.message,
         e.at,
     ])?;
-    Ok(())
+    let Some(version) = version else {
+        return Ok(None);
+    };
+    let key = params![version, e.channel.as_str(), e.device_id];
+    let before = first(
+        &mut tx.prepare_cached(
+            "SELECT version, channel, device_id, downloaded, outcome FROM rollout_devices \
+             WHERE version = ?1 AND channel = ?2 AND device_id = ?3",
+        )?,
+        key,
+        standing,
+    )?
+    .unwrap_or_default();
+    let after = before.after(e.kind);
+    if after != before {
+        tx.prepare_cached(
+            "INSERT INTO rollout_devices (version, channel, device_id, downloaded, outcome) \
+             VALUES (?1, ?2, ?3, ?4, ?5) \
+             ON CONFLICT (version, channel, device_id) DO UPDATE SET \
+               downloaded = excluded.downloaded, outcome = excluded.outcome",
+        )?
+        .execute(params![
+            version,
+            e.channel.as_str(),
+            e.device_id,
+            after.downloaded,
+            after.outcome.map(EventKind::as_str),
+        ])?;
+    }
+    add_to_counts(tx, &version, &e.channel, before.tally_to(after)).map(Some)
 }
 
-/// Counts in devices, not reports: an agent that keeps failing reports again at every check.
-/// For installed and failed, a device's latest report of the two is the one that counts.
+/// Counts in devices, not reports, kept by [`append_device_event`] and [`record_checkins`].
 pub(super) fn rollout_counts(
     tx: &Transaction,
     version: &Version,
     channel: &Channel,
 ) -> Result<RolloutCounts> {
-    let v = version.to_string();
-    let key = params![v, channel.as_str()];
-    let count = |sql: &str| -> Result<u64> {
-        let n: i64 = tx.prepare_cached(sql)?.query_row(key, |row| row.get(0))?;
-        Ok(n.max(0) as u64)
-    };
-    let mut counts = RolloutCounts {
-        offered: count("SELECT count(*) FROM offers WHERE version = ?1 AND channel = ?2")?,
-        downloaded: count(
-            "SELECT count(DISTINCT device_id) FROM device_events \
-             WHERE version = ?1 AND channel = ?2 AND kind = 'downloaded'",
-        )?,
-        ..Default::default()
-    };
     let mut stmt = tx.prepare_cached(
-        "SELECT e.kind, count(*) FROM device_events e \
-         WHERE e.version = ?1 AND e.channel = ?2 AND e.kind IN ('installed', 'failed') \
-           AND e.id = (SELECT max(l.id) FROM device_events l \
-                       WHERE l.version = e.version AND l.channel = e.channel \
-                         AND l.device_id = e.device_id AND l.kind IN ('installed', 'failed')) \
-         GROUP BY e.kind",
+        "SELECT version, channel, offered, downloaded, installed, failed FROM rollout_counts \
+         WHERE version = ?1 AND channel = ?2",
     )?;
-    let mut rows = stmt.query(key)?;
-    while let Some(row) = rows.next()? {
-        let kind: String = row.get(0)?;
-        let n: i64 = row.get(1)?;
-        let n = n.max(0) as u64;
-        match kind.as_str() {
-            "installed" => counts.installed = n,
-            "failed" => counts.failed = n,
-            other => {
-                return Err(StoreError::Corrupt(format!(
-                    "device_events: unexpected kind {other:?}"
-                )))
-            }
-        }
-    }
-    Ok(counts)
+    Ok(first(
+        &mut stmt,
+        params![version.to_string(), channel.as_str()],
+        counts,
+    )?
+    .unwrap_or_default())
 }
 
 fn manifest(row: &Row) -> Result<ManifestRecord> {

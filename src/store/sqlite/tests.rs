@@ -1,6 +1,6 @@
 use super::*;
 use crate::store::behaviour_tests::{self, code, org, release};
-use crate::store::Role;
+use crate::store::{DeviceEvent, EventKind, Role, RolloutCounts};
 
 crate::store::behaviour_tests::meta_store_tests!(((), SqliteStore::open_in_memory().unwrap()));
 
@@ -246,4 +246,172 @@ fn concurrent_writers_on_one_file_all_succeed() {
         ..Default::default()
     };
     assert_eq!(first.query_audit(&all).unwrap().len(), 2 * WRITES as usize);
+}
+
+/// The counts the V3 schema computed by scanning every report, per release and channel.
+const RECOUNT: &str = "\
+    SELECT k.version, k.channel, \
+      (SELECT count(*) FROM offers o WHERE o.version = k.version AND o.channel = k.channel), \
+      (SELECT count(DISTINCT device_id) FROM device_events d \
+        WHERE d.version = k.version AND d.channel = k.channel AND d.kind = 'downloaded'), \
+      (SELECT count(*) FROM device_events e \
+        WHERE e.version = k.version AND e.channel = k.channel AND e.kind = ?1 \
+          AND e.id = (SELECT max(l.id) FROM device_events l \
+                       WHERE l.version = e.version AND l.channel = e.channel \
+                         AND l.device_id = e.device_id AND l.kind IN ('installed', 'failed'))), \
+      (SELECT count(*) FROM device_events e \
+        WHERE e.version = k.version AND e.channel = k.channel AND e.kind = ?2 \
+          AND e.id = (SELECT max(l.id) FROM device_events l \
+                       WHERE l.version = e.version AND l.channel = e.channel \
+                         AND l.device_id = e.device_id AND l.kind IN ('installed', 'failed'))) \
+    FROM (SELECT version, channel FROM offers \
+          UNION SELECT version, channel FROM device_events WHERE version IS NOT NULL) k \
+    ORDER BY k.version, k.channel";
+
+type Recounted = Vec<(String, String, [i64; 4])>;
+
+fn recount(conn: &Connection) -> Recounted {
+    let mut stmt = conn.prepare(RECOUNT).unwrap();
+    let rows = stmt
+        .query_map(["installed", "failed"], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                [r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?],
+            ))
+        })
+        .unwrap();
+    rows.map(|r| r.unwrap()).collect()
+}
+
+fn kept_counts(conn: &Connection) -> Recounted {
+    let mut stmt = conn
+        .prepare(
+            "SELECT version, channel, offered, downloaded, installed, failed FROM rollout_counts \
+             ORDER BY version, channel",
+        )
+        .unwrap();
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                [r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?],
+            ))
+        })
+        .unwrap();
+    rows.map(|r| r.unwrap()).collect()
+}
+
+fn assert_kept_counts_match_a_recount(store: &SqliteStore) {
+    let conn = store.lock();
+    assert_eq!(kept_counts(&conn), recount(&conn));
+}
+
+/// Reports as a V3 depot stored them: ids in arrival order, some naming no release.
+const V3_REPORTS: &[(&str, Option<&str>, &str, &str)] = &[
+    ("dev_a", Some("2.0.0"), "stable", "failed"),
+    ("dev_a", Some("2.0.0"), "stable", "failed"),
+    ("dev_a", Some("2.0.0"), "stable", "installed"),
+    ("dev_b", Some("2.0.0"), "stable", "installed"),
+    ("dev_b", Some("2.0.0"), "stable", "failed"),
+    ("dev_b", Some("2.0.0"), "stable", "downloaded"),
+    ("dev_b", Some("2.0.0"), "stable", "downloaded"),
+    ("dev_c", Some("2.0.0"), "stable", "downloaded"),
+    ("dev_c", Some("2.0.0"), "beta", "failed"),
+    ("dev_c", None, "stable", "failed"),
+    ("dev_d", Some("2.1.0"), "stable", "installed"),
+];
+
+#[test]
+fn migrating_a_v3_database_counts_its_reports_and_offers() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("depot.db");
+    {
+        let conn = Connection::open(&path).unwrap();
+        for migration in &schema::MIGRATIONS[..3] {
+            conn.execute_batch(migration).unwrap();
+        }
+        conn.execute_batch("PRAGMA user_version = 3").unwrap();
+        for (i, (device, version, channel, kind)) in V3_REPORTS.iter().enumerate() {
+            conn.execute(
+                "INSERT INTO device_events (device_id, org, version, channel, kind, message, at) \
+                 VALUES (?1, 'physics', ?2, ?3, ?4, '', ?5)",
+                rusqlite::params![device, version, channel, kind, i as i64],
+            )
+            .unwrap();
+        }
+        for (device, version) in [("dev_a", "2.0.0"), ("dev_e", "2.0.0"), ("dev_f", "3.0.0")] {
+            conn.execute(
+                "INSERT INTO offers (device_id, version, channel, at) VALUES (?1, ?2, 'stable', 1)",
+                [device, version],
+            )
+            .unwrap();
+        }
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    let counts = |v: &str, c: &str| {
+        store
+            .rollout_counts(&behaviour_tests::ver(v), &behaviour_tests::channel(c))
+            .unwrap()
+    };
+    let expect = |offered, downloaded, installed, failed| RolloutCounts {
+        offered,
+        downloaded,
+        installed,
+        failed,
+    };
+    assert_eq!(counts("2.0.0", "stable"), expect(2, 2, 1, 1));
+    assert_eq!(counts("2.0.0", "beta"), expect(0, 0, 0, 1));
+    assert_eq!(counts("2.1.0", "stable"), expect(0, 0, 1, 0));
+    assert_eq!(counts("3.0.0", "stable"), expect(1, 0, 0, 0));
+    assert_eq!(counts("9.0.0", "stable"), expect(0, 0, 0, 0));
+    assert_kept_counts_match_a_recount(&store);
+
+    // New reports move on from the counted ones: dev_b installs at last, dev_c fails again.
+    for (device, kind) in [
+        ("dev_b", EventKind::Installed),
+        ("dev_c", EventKind::Failed),
+    ] {
+        store
+            .append_device_event(&DeviceEvent {
+                device_id: device.into(),
+                org: code("physics"),
+                version: Some(behaviour_tests::ver("2.0.0")),
+                channel: behaviour_tests::channel("stable"),
+                kind,
+                message: String::new(),
+                at: 100,
+            })
+            .unwrap();
+    }
+    assert_eq!(counts("2.0.0", "stable"), expect(2, 2, 2, 1));
+    assert_kept_counts_match_a_recount(&store);
+}
+
+/// After the behaviour suite's mixed sequence, the kept counts are what the V3 scan of every
+/// report gives.
+#[test]
+fn kept_counts_match_a_scan_of_the_reports() {
+    let store = SqliteStore::open_in_memory().unwrap();
+    behaviour_tests::rollout_counts_agree_with_a_recount(&store);
+    assert_eq!(kept_counts(&store.lock()).len(), 3);
+    assert_kept_counts_match_a_recount(&store);
+}
+
+/// Recording a report and reading the counts are lookups by key, not scans.
+#[test]
+fn count_queries_use_keys() {
+    let store = SqliteStore::open_in_memory().unwrap();
+    let conn = store.lock();
+    for sql in [
+        "SELECT downloaded, outcome FROM rollout_devices \
+         WHERE version = 'a' AND channel = 'b' AND device_id = 'c'",
+        "SELECT offered FROM rollout_counts WHERE version = 'a' AND channel = 'b'",
+    ] {
+        let plan: String = conn
+            .query_row(&format!("EXPLAIN QUERY PLAN {sql}"), [], |r| r.get(3))
+            .unwrap();
+        assert!(plan.contains("USING INDEX"), "{sql}: {plan}");
+    }
 }
