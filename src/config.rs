@@ -4,7 +4,9 @@
 //! else `depot.toml`, else the default. Relative paths in `depot.toml` are relative to the file.
 //! Nothing here opens a store or a key: it only decides paths and addresses.
 
+use ipnet::IpNet;
 use serde::Deserialize;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +44,8 @@ pub struct ConfigFile {
     pub listen: Option<String>,
     pub max_upload_bytes: Option<u64>,
     pub max_connections: Option<usize>,
+    /// Addresses or networks (`10.0.0.0/8`) of the proxies in front of `depot serve`.
+    pub trusted_proxies: Option<Vec<String>>,
 }
 
 /// What the command line (and its environment variables) said; `None` where nothing was given.
@@ -86,6 +90,9 @@ pub struct Settings {
     pub max_upload_bytes: u64,
     /// Connections `depot serve` serves at once; more wait in the listen queue.
     pub max_connections: usize,
+    /// Proxies whose `X-Forwarded-For` names the client; none by default, so the header is
+    /// ignored unless an operator says which peers write it.
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 impl Settings {
@@ -149,6 +156,12 @@ impl Settings {
             .or(file.public_url)
             .unwrap_or_else(|| format!("http://{DEFAULT_LISTEN}"));
         let public_url = parse_public_url(&public_url)?;
+        let trusted_proxies = file
+            .trusted_proxies
+            .unwrap_or_default()
+            .iter()
+            .map(|entry| parse_trusted_proxy(entry))
+            .collect::<Result<_>>()?;
         Ok(Settings {
             config_file,
             public_key: signing_key.with_extension("pub"),
@@ -161,6 +174,7 @@ impl Settings {
             listen: file.listen,
             max_upload_bytes: file.max_upload_bytes.unwrap_or(4 * 1024 * 1024 * 1024),
             max_connections: file.max_connections.unwrap_or(10_000).max(1),
+            trusted_proxies,
         })
     }
 }
@@ -200,6 +214,27 @@ fn parse_artifacts(url: &str) -> Result<ArtifactsUrl> {
         value: url.to_string(),
         rule: "must be file://DIR or s3://bucket",
     })
+}
+
+/// A comma-separated list of trusted proxies, as `--trusted-proxies` takes it.
+pub fn parse_trusted_proxies(list: &str) -> Result<Vec<IpNet>> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .map(parse_trusted_proxy)
+        .collect()
+}
+
+/// A proxy's address (`10.0.0.5`, `::1`) or network (`10.0.0.0/8`).
+fn parse_trusted_proxy(entry: &str) -> Result<IpNet> {
+    entry
+        .parse::<IpNet>()
+        .or_else(|_| entry.parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| ConfigError::Invalid {
+            setting: "trusted_proxies",
+            value: entry.to_string(),
+            rule: "must be IP addresses or networks in CIDR form (10.0.0.5, 10.0.0.0/8, ::1)",
+        })
 }
 
 /// The public URL goes into scripts and properties files: keep it to a plain http(s) origin and path.
@@ -263,6 +298,37 @@ mod tests {
         .unwrap();
         assert_eq!(s.data_dir, PathBuf::from("artifacts"));
         assert_eq!(s.public_url, "http://127.0.0.1:8080");
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_or_networks() {
+        let parsed = parse_trusted_proxies(" 127.0.0.1, 10.0.0.0/8,::1 ,").unwrap();
+        let expected: Vec<IpNet> = ["127.0.0.1/32", "10.0.0.0/8", "::1/128"]
+            .iter()
+            .map(|n| n.parse().unwrap())
+            .collect();
+        assert_eq!(parsed, expected);
+        assert!(parse_trusted_proxies("").unwrap().is_empty());
+        for bad in ["localhost", "10.0.0.0/33", "10.0.0", "*"] {
+            let message = parse_trusted_proxies(bad).unwrap_err().to_string();
+            assert!(message.contains("trusted_proxies"), "{message}");
+        }
+        let file: ConfigFile = toml::from_str("trusted_proxies = [\"10.1.0.0/16\"]").unwrap();
+        let s = Settings::from_parts(&Overrides::default(), file, Path::new(""), None).unwrap();
+        assert_eq!(
+            s.trusted_proxies,
+            vec!["10.1.0.0/16".parse::<IpNet>().unwrap()]
+        );
+        let file: ConfigFile = toml::from_str("trusted_proxies = [\"proxy\"]").unwrap();
+        assert!(Settings::from_parts(&Overrides::default(), file, Path::new(""), None).is_err());
+        let s = Settings::from_parts(
+            &Overrides::default(),
+            ConfigFile::default(),
+            Path::new(""),
+            None,
+        )
+        .unwrap();
+        assert!(s.trusted_proxies.is_empty());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `depot serve`: opens the store named by the settings and serves it until SIGTERM or Ctrl-C.
 
 use crate::config::Settings;
+use crate::server::forwarded::TrustedProxies;
 use crate::server::{router, serve, shutdown_signal, AppState, ServerOptions, TlsFiles};
 use crate::service::Depot;
 use anyhow::Context;
@@ -19,10 +20,17 @@ pub struct ServeArgs {
     /// PEM private key of --tls-cert.
     #[arg(long, requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Proxies (addresses or CIDR networks, comma-separated) whose X-Forwarded-For names the
+    /// client; replaces `trusted_proxies` in depot.toml. Default: none.
+    #[arg(long, env = "DEPOT_TRUSTED_PROXIES", value_name = "LIST")]
+    pub trusted_proxies: Option<String>,
 }
 
 pub fn command(global: &super::GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
-    let settings = global.settings()?;
+    let mut settings = global.settings()?;
+    if let Some(list) = &args.trusted_proxies {
+        settings.trusted_proxies = crate::config::parse_trusted_proxies(list)?;
+    }
     let listen = args
         .listen
         .or_else(|| settings.listen.clone())
@@ -42,6 +50,7 @@ pub fn run(settings: &Settings, listen: &str, tls: Option<TlsFiles>) -> anyhow::
         tls,
         max_upload_bytes: settings.max_upload_bytes,
         max_connections: settings.max_connections,
+        trusted_proxies: TrustedProxies::new(settings.trusted_proxies.iter().copied()),
         ..ServerOptions::default()
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

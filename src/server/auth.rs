@@ -12,12 +12,12 @@ use super::error::{ApiError, ApiResult};
 use super::AppState;
 use crate::domain::{OrgCode, Sha256};
 use crate::store::{MetaStore, Role, TokenRecord};
-use axum::extract::{ConnectInfo, FromRef, FromRequestParts, OptionalFromRequestParts};
+use axum::extract::{FromRef, FromRequestParts, OptionalFromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, Method};
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::RwLock;
 
 /// Longer presented secrets are refused before hashing; real ones are about 50 characters.
@@ -221,11 +221,9 @@ pub async fn authenticate(
     }
 }
 
+/// The client's address: the peer, or the client a trusted proxy forwarded the request for.
 fn peer(parts: &Parts) -> Option<IpAddr> {
-    parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(a)| a.ip())
+    super::forwarded::client_ip(&parts.extensions)
 }
 
 impl<S> FromRequestParts<S> for Caller
@@ -267,7 +265,8 @@ where
     }
 }
 
-/// The client's address as the audit log records it.
+/// The client's address as the audit log records it: the peer, or behind a trusted proxy the
+/// client it forwarded the request for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientAddr(pub String);
 

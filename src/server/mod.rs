@@ -13,6 +13,7 @@ pub mod auth;
 pub mod body;
 pub mod error;
 pub mod extract;
+pub mod forwarded;
 pub mod limit;
 pub mod metrics;
 pub mod portal;
@@ -80,6 +81,8 @@ pub struct ServerOptions {
     /// Open connections served at once; further ones wait in the listen queue until one ends,
     /// so a flood of connections cannot exhaust file descriptors or memory.
     pub max_connections: usize,
+    /// Proxies whose `X-Forwarded-For` names the client (see [`forwarded`]); none by default.
+    pub trusted_proxies: forwarded::TrustedProxies,
     pub tls: Option<TlsFiles>,
 }
 
@@ -93,6 +96,7 @@ impl Default for ServerOptions {
             max_upload_bytes: 4 * 1024 * 1024 * 1024,
             mapped_blobs: body::DEFAULT_MAPPED_BLOBS,
             max_connections: 10_000,
+            trusted_proxies: forwarded::TrustedProxies::default(),
             tls: None,
         }
     }
@@ -456,10 +460,7 @@ pub fn api(
 fn request_span(request: &Request) -> tracing::Span {
     // Fields are only formatted when the span is enabled: at the default level nothing here
     // allocates.
-    let address = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(a)| a.ip());
+    let address = forwarded::client_ip(request.extensions());
     tracing::info_span!(
         "request",
         method = %request.method(),
@@ -599,7 +600,7 @@ pub async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
-        let service = connection_service(app.clone(), address);
+        let service = connection_service(app.clone(), address, &options.trusted_proxies);
         let http = http.clone();
         let stopping = stopping.clone();
         match &tls {
@@ -672,16 +673,26 @@ async fn run_connection<I, S>(
 }
 
 /// The per-connection service: the router, with the client address every request can read.
+/// A connection from a trusted proxy carries requests of many clients, each named by its
+/// `X-Forwarded-For`; any other connection's requests are its peer's.
 fn connection_service(
     app: Router,
     address: SocketAddr,
+    proxies: &forwarded::TrustedProxies,
 ) -> impl hyper::service::Service<
     hyper::Request<hyper::body::Incoming>,
     Response = Response,
     Error = std::convert::Infallible,
     Future = impl Future<Output = std::result::Result<Response, std::convert::Infallible>> + Send,
 > + Clone {
+    let proxy = proxies.contains(address.ip()).then(|| proxies.clone());
     hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+        if let Some(proxies) = &proxy {
+            let client = proxies.client(address.ip(), request.headers());
+            request
+                .extensions_mut()
+                .insert(forwarded::ForwardedClient(client));
+        }
         request.extensions_mut().insert(ConnectInfo(address));
         tower::ServiceExt::oneshot(app.clone(), request.map(axum::body::Body::new))
     })
