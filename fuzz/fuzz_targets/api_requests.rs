@@ -6,7 +6,6 @@
 
 use axum::body::Body;
 use axum::http::{header, Method, Request, Uri};
-use axum::Router;
 use depot::org::OrgConfig;
 use depot::server::{router, AppState, ServerOptions};
 use depot::service::fleet::EnrollRequest;
@@ -15,13 +14,13 @@ use depot::store::Role;
 use http_body_util::BodyExt;
 use libfuzzer_sys::fuzz_target;
 use std::sync::{Arc, OnceLock};
-use tower::ServiceExt;
 
 const BOUNDARY: &str = "depotfuzz";
 
 struct App {
     runtime: tokio::runtime::Runtime,
-    router: Router,
+    /// The whole application, the update check's own path included.
+    app: depot::server::App,
     admin: String,
     device: String,
 }
@@ -67,7 +66,7 @@ fn app() -> &'static App {
                 .enable_all()
                 .build()
                 .expect("runtime"),
-            router: router(AppState::with_depot(depot, options)),
+            app: router(AppState::with_depot(depot, options)),
             admin,
             device: enrolled.device_token,
         }
@@ -141,12 +140,7 @@ fuzz_target!(|data: &[u8]| {
         .body(Body::from(body.to_vec()))
         .expect("a request of valid parts");
     let (status, bytes) = app.runtime.block_on(async {
-        let response = app
-            .router
-            .clone()
-            .oneshot(request)
-            .await
-            .expect("infallible");
+        let response = app.app.handle(request).await;
         let status = response.status();
         let bytes = response
             .into_body()

@@ -52,20 +52,32 @@ where
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        if !json_content_type(request.headers()) {
-            return Err(ApiError::UnsupportedMediaType(
-                "expected Content-Type: application/json".into(),
-            ));
-        }
+        require_json(request.headers())?;
         let body = axum::body::Bytes::from_request(request, state).await?;
-        // Good bodies (the update hot path) parse once, without tracking where in the document
-        // the parser is; only a bad one is parsed again to say where it went wrong.
-        match serde_json::from_slice(&body) {
-            Ok(value) => Ok(ApiJson(value)),
-            Err(_) => {
-                let axum::Json(value) = axum::Json::<T>::from_bytes(&body)?;
-                Ok(ApiJson(value))
-            }
+        parse_json(&body).map(ApiJson)
+    }
+}
+
+/// 415 unless the request says its body is JSON.
+pub(crate) fn require_json(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+    if json_content_type(headers) {
+        Ok(())
+    } else {
+        Err(ApiError::UnsupportedMediaType(
+            "expected Content-Type: application/json".into(),
+        ))
+    }
+}
+
+/// A JSON body: bad syntax 400, wrong shape or values 422.
+pub(crate) fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    // Good bodies (the update hot path) parse once, without tracking where in the document
+    // the parser is; only a bad one is parsed again to say where it went wrong.
+    match serde_json::from_slice(body) {
+        Ok(value) => Ok(value),
+        Err(_) => {
+            let axum::Json(value) = axum::Json::<T>::from_bytes(body)?;
+            Ok(value)
         }
     }
 }

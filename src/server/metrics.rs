@@ -69,6 +69,17 @@ impl Metrics {
         h.count += 1;
     }
 
+    /// A request is being handled (the in-flight gauge).
+    pub fn request_started(&self) {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A request was answered: counted by method, route template and status.
+    pub fn request_finished(&self, method: &'static str, route: &str, status: u16) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.count_request(method, route, status);
+    }
+
     fn count_request(&self, method: &'static str, route: &str, status: u16) {
         {
             let routes = read(&self.requests);
@@ -220,11 +231,10 @@ pub async fn track(State(metrics): State<Arc<Metrics>>, request: Request, next: 
     };
     // The route template is shared with the request (an `Arc`), so keeping it is free.
     let route = request.extensions().get::<MatchedPath>().cloned();
-    metrics.in_flight.fetch_add(1, Ordering::Relaxed);
+    metrics.request_started();
     let response = next.run(request).await;
-    metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
     let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
-    metrics.count_request(method, route, response.status().as_u16());
+    metrics.request_finished(method, route, response.status().as_u16());
     response
 }
 

@@ -14,6 +14,7 @@ pub mod body;
 pub mod error;
 pub mod extract;
 pub mod forwarded;
+pub mod hot_path;
 pub mod limit;
 pub mod metrics;
 pub mod portal;
@@ -30,6 +31,7 @@ use axum::routing::{on, MethodFilter};
 use axum::Router;
 use body::BlobMaps;
 use error::ApiError;
+pub use hot_path::App;
 use metrics::Metrics;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -345,8 +347,17 @@ impl utoipa::Modify for BearerScheme {
     }
 }
 
-/// The application: every route, its middleware and the OpenAPI document.
-pub fn router(state: AppState) -> Router {
+/// The application: every route, its middleware and the OpenAPI document, with the update
+/// check's own path in front (see [`hot_path`]).
+pub fn router(state: AppState) -> App {
+    let updates = state.depot.as_ref().map(|depot| ApiState {
+        app: state.clone(),
+        depot: Arc::clone(depot),
+    });
+    App::new(routes_with_layers(state), updates)
+}
+
+fn routes_with_layers(state: AppState) -> Router {
     let portal = portal::PortalState::for_server(&state);
     let (api, openapi) = api(&state, portal.as_ref());
     let api = match portal {
@@ -457,7 +468,7 @@ pub fn api(
 
 /// One span per request: method, path (never the query or headers, which may carry secrets)
 /// and client address; the response line is logged at INFO inside it.
-fn request_span(request: &Request) -> tracing::Span {
+fn request_span<B>(request: &axum::http::Request<B>) -> tracing::Span {
     // Fields are only formatted when the span is enabled: at the default level nothing here
     // allocates.
     let address = forwarded::client_ip(request.extensions());
@@ -564,7 +575,7 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// connections `options.shutdown_grace` to finish what they are doing.
 pub async fn serve(
     listener: TcpListener,
-    app: Router,
+    app: App,
     options: &ServerOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
@@ -676,7 +687,7 @@ async fn run_connection<I, S>(
 /// A connection from a trusted proxy carries requests of many clients, each named by its
 /// `X-Forwarded-For`; any other connection's requests are its peer's.
 fn connection_service(
-    app: Router,
+    app: App,
     address: SocketAddr,
     proxies: &forwarded::TrustedProxies,
 ) -> impl hyper::service::Service<
@@ -694,6 +705,7 @@ fn connection_service(
                 .insert(forwarded::ForwardedClient(client));
         }
         request.extensions_mut().insert(ConnectInfo(address));
-        tower::ServiceExt::oneshot(app.clone(), request.map(axum::body::Body::new))
+        let app = app.clone();
+        async move { Ok(app.handle(request).await) }
     })
 }

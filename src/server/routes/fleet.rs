@@ -86,7 +86,18 @@ pub async fn update_check(
     ClientIp(address): ClientIp,
     ApiJson(check): ApiJson<UpdateCheck>,
 ) -> ApiResult<Response> {
-    let id = device_id(&caller)?;
+    answer_update_check(state, &caller, address, check).await
+}
+
+/// The update check behind the route and behind the server's own path for it
+/// (`crate::server::hot_path`): both answer exactly alike.
+pub(crate) async fn answer_update_check(
+    state: ApiState,
+    caller: &Caller,
+    address: Option<std::net::IpAddr>,
+    check: UpdateCheck,
+) -> ApiResult<Response> {
+    let id = device_id(caller)?;
     let platform = Platform::parse(&check.platform)?;
     let current = check
         .current_version
