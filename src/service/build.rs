@@ -6,7 +6,6 @@
 //! states are cloned and fed only the tail. Tails of one build go into one pack blob, fsynced
 //! once. A package whose inputs are unchanged (same build key) is not rebuilt.
 
-use super::lock::FileLock;
 use super::{now, Actor, Depot, Result, ServiceError};
 use crate::domain::{package_file_name, OrgCode, Platform, Sha256, Version};
 use crate::org::Org;
@@ -113,7 +112,7 @@ impl Depot {
         progress: &dyn Progress,
     ) -> Result<BuildReport> {
         let started = Instant::now();
-        let _lock = FileLock::acquire(&self.lock_dir, "build.lock")?;
+        let _lock = self.meta.lock_builds()?;
         let releases = self.releases_in_scope(scope)?;
         let orgs = self.org_inputs(scope.org.as_ref())?;
 

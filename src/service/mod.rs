@@ -8,7 +8,6 @@
 mod build;
 mod export;
 pub mod fleet;
-mod lock;
 mod orgs;
 mod releases;
 mod tokens;
@@ -25,7 +24,9 @@ use crate::config::{ArtifactsUrl, DatabaseUrl, Settings};
 use crate::domain::{DomainError, OrgCode};
 use crate::org::OrgError;
 use crate::signing::{PublicKey, SigningError, SigningKey};
-use crate::store::{AuditEvent, BlobStore, FsBlobStore, MetaStore, SqliteStore, StoreError};
+use crate::store::{
+    AuditEvent, BlobStore, FsBlobStore, MetaStore, PgStore, SqliteStore, StoreError,
+};
 use crate::templates::{TemplateError, TemplateSet};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -111,7 +112,6 @@ pub struct Depot {
     templates: TemplateSet,
     key: SigningKey,
     public_url: String,
-    lock_dir: PathBuf,
     data_dir: PathBuf,
     /// Hash states of payload parts already read: a long-running server rebuilds an org's
     /// packages without another pass over the payloads. Blobs are immutable, so entries never go stale.
@@ -131,11 +131,7 @@ impl Depot {
         )))?;
         let meta: Arc<dyn MetaStore> = match &settings.database {
             DatabaseUrl::Sqlite(path) => Arc::new(SqliteStore::open(path)?),
-            DatabaseUrl::Postgres(_) => {
-                return Err(ServiceError::Unsupported(
-                    "PostgreSQL metadata (--database postgres://...) is not available in this build; use sqlite://".into(),
-                ))
-            }
+            DatabaseUrl::Postgres(url) => Arc::new(PgStore::connect(url)?),
         };
         let blobs: Arc<dyn BlobStore> = match &settings.artifacts {
             ArtifactsUrl::File(dir) => {
@@ -166,7 +162,6 @@ impl Depot {
             templates,
             key,
             public_url: settings.public_url.clone(),
-            lock_dir: settings.data_dir.join("locks"),
             data_dir: settings.data_dir.clone(),
             part_digests: Default::default(),
             fleet: Default::default(),

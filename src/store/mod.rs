@@ -13,10 +13,12 @@
 #[cfg(test)]
 pub(crate) mod behaviour_tests;
 mod blobs;
+mod postgres;
 mod records;
 mod sqlite;
 
 pub use blobs::FsBlobStore;
+pub use postgres::{PgError, PgStore};
 pub use records::*;
 pub use sqlite::SqliteStore;
 
@@ -38,6 +40,8 @@ pub enum StoreError {
         context: String,
         source: std::io::Error,
     },
+    #[error("PostgreSQL: {0}")]
+    Postgres(#[from] PgError),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -175,4 +179,29 @@ pub trait MetaStore: Send + Sync {
     /// A number that changes whenever any other process commits, so in-memory caches of a long
     /// running server know when to reload (the CLI works on the same store while it serves).
     fn change_counter(&self) -> Result<u64>;
+
+    /// Waits until no other process (the CLI, another replica) or thread builds packages on this
+    /// store, and keeps them out until the returned guard is dropped or the process dies.
+    fn lock_builds(&self) -> Result<BuildLock>;
+}
+
+/// Held while packages are built (see [`MetaStore::lock_builds`]); dropping it releases the lock.
+#[must_use = "the lock is released when the guard is dropped"]
+pub struct BuildLock {
+    _held: Box<dyn Send>,
+}
+
+impl BuildLock {
+    /// A guard that releases the lock when `held` is dropped.
+    pub(crate) fn new(held: impl Send + 'static) -> Self {
+        Self {
+            _held: Box::new(held),
+        }
+    }
+}
+
+impl std::fmt::Debug for BuildLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BuildLock")
+    }
 }
