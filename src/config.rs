@@ -44,6 +44,8 @@ pub struct ConfigFile {
     pub listen: Option<String>,
     pub max_upload_bytes: Option<u64>,
     pub max_connections: Option<usize>,
+    /// Seconds: answer package downloads with a redirect to a presigned URL of the object store.
+    pub presign_downloads: Option<u64>,
     /// Addresses or networks (`10.0.0.0/8`) of the proxies in front of `depot serve`.
     pub trusted_proxies: Option<Vec<String>>,
 }
@@ -71,7 +73,33 @@ pub enum DatabaseUrl {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ArtifactsUrl {
     File(PathBuf),
-    S3 { bucket: String },
+    S3 {
+        bucket: String,
+        /// Package downloads are answered with a 302 to a presigned URL of the object that
+        /// lives this long, so that the store (or a CDN before it) sends the bytes.
+        presign_downloads: Option<std::time::Duration>,
+    },
+}
+
+impl ArtifactsUrl {
+    /// Sets `presign_downloads` (the config key, or `--presign-downloads SECONDS`); only S3
+    /// objects have URLs to redirect to.
+    pub fn presign_downloads(&mut self, seconds: u64) -> Result<()> {
+        let lifetime = parse_presign_downloads(seconds)?;
+        match self {
+            ArtifactsUrl::S3 {
+                presign_downloads, ..
+            } => {
+                *presign_downloads = Some(lifetime);
+                Ok(())
+            }
+            ArtifactsUrl::File(_) => Err(ConfigError::Invalid {
+                setting: "presign_downloads",
+                value: seconds.to_string(),
+                rule: "needs s3:// artifacts: a local file has no URL to redirect to",
+            }),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -146,10 +174,13 @@ impl Settings {
             Some(url) => parse_database(&url)?,
             None => DatabaseUrl::Sqlite(data_dir.join("depot.db")),
         };
-        let artifacts = match o.artifacts.clone().or(file.artifacts) {
+        let mut artifacts = match o.artifacts.clone().or(file.artifacts) {
             Some(url) => parse_artifacts(&url)?,
             None => ArtifactsUrl::File(data_dir.clone()),
         };
+        if let Some(seconds) = file.presign_downloads {
+            artifacts.presign_downloads(seconds)?;
+        }
         let public_url = o
             .public_url
             .clone()
@@ -206,6 +237,7 @@ fn parse_artifacts(url: &str) -> Result<ArtifactsUrl> {
         if !bucket.is_empty() && !bucket.contains('/') {
             return Ok(ArtifactsUrl::S3 {
                 bucket: bucket.to_string(),
+                presign_downloads: None,
             });
         }
     }
@@ -235,6 +267,21 @@ fn parse_trusted_proxy(entry: &str) -> Result<IpNet> {
             value: entry.to_string(),
             rule: "must be IP addresses or networks in CIDR form (10.0.0.5, 10.0.0.0/8, ::1)",
         })
+}
+
+/// The lifetime of presigned download URLs, as `presign_downloads` and `--presign-downloads`
+/// take it: 1 second to 7 days (the longest SigV4 allows).
+pub fn parse_presign_downloads(seconds: u64) -> Result<std::time::Duration> {
+    const MAX: u64 = 7 * 24 * 60 * 60;
+    if (1..=MAX).contains(&seconds) {
+        Ok(std::time::Duration::from_secs(seconds))
+    } else {
+        Err(ConfigError::Invalid {
+            setting: "presign_downloads",
+            value: seconds.to_string(),
+            rule: "must be 1 to 604800 seconds",
+        })
+    }
 }
 
 /// The public URL goes into scripts and properties files: keep it to a plain http(s) origin and path.
@@ -332,6 +379,30 @@ mod tests {
     }
 
     #[test]
+    fn presign_downloads_lifetime() {
+        assert_eq!(parse_presign_downloads(300).unwrap().as_secs(), 300);
+        for bad in [0, 604_801] {
+            let message = parse_presign_downloads(bad).unwrap_err().to_string();
+            assert!(message.contains("presign_downloads"), "{message}");
+        }
+        let file: ConfigFile =
+            toml::from_str("artifacts = \"s3://depot\"\npresign_downloads = 60").unwrap();
+        let s = Settings::from_parts(&Overrides::default(), file, Path::new(""), None).unwrap();
+        assert_eq!(
+            s.artifacts,
+            ArtifactsUrl::S3 {
+                bucket: "depot".into(),
+                presign_downloads: Some(std::time::Duration::from_secs(60)),
+            }
+        );
+        let file: ConfigFile = toml::from_str("presign_downloads = 60").unwrap();
+        let message = Settings::from_parts(&Overrides::default(), file, Path::new(""), None)
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("s3://"), "{message}");
+    }
+
+    #[test]
     fn rejects_bad_urls() {
         assert!(parse_database("mysql://x").is_err());
         assert!(parse_artifacts("s3://").is_err());
@@ -340,7 +411,8 @@ mod tests {
         assert_eq!(
             parse_artifacts("s3://bucket").unwrap(),
             ArtifactsUrl::S3 {
-                bucket: "bucket".into()
+                bucket: "bucket".into(),
+                presign_downloads: None,
             }
         );
         assert!(matches!(

@@ -6,28 +6,26 @@
 //! Maps stay open in [`BlobMaps`] because blobs never change once published (temp file, fsync,
 //! rename; the store never reopens a published blob for writing), and a kept map keeps its page
 //! tables, so repeated downloads of a popular package fault no pages in. A store that cannot give
-//! a local file (object storage) is read in bounded chunks on the blocking pool instead.
+//! a local file (object storage) streams each stretch instead: one ranged request per stretch,
+//! whose body flows through as the client takes it (a composed S3 package is one stretch, so a
+//! download, or a resumed one, is one ranged GET of the object).
 //! This module must never write a blob, and must never map a file that is not a published blob.
 
 use super::error::{ApiError, ApiResult};
+use crate::store::BlobStream;
 use crate::store::{BlobKey, BlobStore, Segment, StoreError};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use std::collections::{HashMap, VecDeque};
-use std::future::Future;
 use std::ops::Range;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use tokio::task::JoinHandle;
 
 /// Frames handed to hyper: large enough that a 256 MiB download is a few dozen polls, small
 /// enough that one slow client does not pin a large stretch of a map in its socket queue.
 pub const CHUNK: usize = 4 << 20;
-
-/// Reads of stores without local files.
-const READ_CHUNK: u64 = 1 << 20;
 
 /// How many blob maps stay open. A map costs address space, not memory: its pages are the page
 /// cache's, which the kernel reclaims as it needs.
@@ -141,12 +139,9 @@ pub struct DownloadBody {
 enum Source {
     /// Slices of kept maps, or small texts.
     Memory(VecDeque<Bytes>),
-    /// Stretches read through the store, one bounded read at a time.
-    Store {
-        blobs: Arc<dyn BlobStore>,
-        pending: VecDeque<Segment>,
-        reading: Option<JoinHandle<crate::store::Result<Vec<u8>>>>,
-    },
+    /// Stretches streamed by the store, in order, each opened when the response was prepared
+    /// (so a missing blob is an error status, not a broken body).
+    Streams(VecDeque<BlobStream>),
 }
 
 impl DownloadBody {
@@ -181,13 +176,13 @@ impl DownloadBody {
                     }
                 }
                 None => {
-                    // Without a local file for one blob, read every stretch through the store.
+                    // Without a local file for one blob, stream every stretch from the store.
+                    let streams = stretches
+                        .iter()
+                        .map(|s| blobs.stream_range(&s.blob, s.offset, s.len))
+                        .collect::<crate::store::Result<VecDeque<_>>>()?;
                     return Ok(Self {
-                        source: Source::Store {
-                            blobs: Arc::clone(blobs),
-                            pending: stretches.into_iter().collect(),
-                            reading: None,
-                        },
+                        source: Source::Streams(streams),
                         remaining: range.end - range.start,
                         served,
                     });
@@ -241,41 +236,20 @@ impl Body for DownloadBody {
                 }
                 return this.emit(piece);
             },
-            Source::Store {
-                blobs,
-                pending,
-                reading,
-            } => {
-                if reading.is_none() {
-                    let Some(stretch) = pending.front_mut() else {
-                        return Poll::Ready(None);
-                    };
-                    let len = stretch.len.min(READ_CHUNK);
-                    let (key, offset) = (stretch.blob, stretch.offset);
-                    stretch.offset += len;
-                    stretch.len -= len;
-                    if stretch.len == 0 {
-                        pending.pop_front();
-                    }
-                    let blobs = Arc::clone(blobs);
-                    *reading = Some(tokio::task::spawn_blocking(move || {
-                        blobs.read_range(&key, offset, len)
-                    }));
-                }
-                let Some(handle) = reading.as_mut() else {
+            Source::Streams(streams) => loop {
+                let Some(stream) = streams.front_mut() else {
                     return Poll::Ready(None);
                 };
-                let result = match Pin::new(handle).poll(cx) {
+                match stream.as_mut().poll_next(cx) {
                     Poll::Pending => return Poll::Pending,
-                    Poll::Ready(result) => result,
-                };
-                *reading = None;
-                match result {
-                    Ok(Ok(bytes)) => this.emit(Bytes::from(bytes)),
-                    Ok(Err(e)) => Poll::Ready(Some(Err(std::io::Error::other(e)))),
-                    Err(e) => Poll::Ready(Some(Err(std::io::Error::other(e)))),
+                    Poll::Ready(None) => {
+                        streams.pop_front();
+                    }
+                    Poll::Ready(Some(Ok(chunk))) if chunk.is_empty() => {}
+                    Poll::Ready(Some(Ok(chunk))) => return this.emit(chunk),
+                    Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
                 }
-            }
+            },
         }
     }
 

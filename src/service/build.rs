@@ -5,14 +5,19 @@
 //! BLAKE2b states of the shared prefix) plus, per package, a render and a small tail: the
 //! states are cloned and fed only the tail. Tails of one build go into one pack blob, fsynced
 //! once. A package whose inputs are unchanged (same build key) is not rebuilt.
+//!
+//! A store that composes objects itself (S3) gets each package as its payload part and tail
+//! instead, and makes it one object named by its SHA-256, copying the part inside the store:
+//! such packages are one segment, served and presigned as ordinary objects.
 
 use super::{now, Actor, Depot, Result, ServiceError};
 use crate::domain::{package_file_name, OrgCode, Platform, Sha256, Version};
 use crate::org::Org;
 use crate::package::{build_tail, PackageDescriptor, PackageEntry, PayloadDescriptor, PayloadPart};
 use crate::signing::{digest_reader, sha256sums, StreamDigest};
-use crate::store::{Checksums, Overlay, Package, Release, Segment};
+use crate::store::{BlobWriter, Checksums, Composition, Overlay, Package, Release, Segment};
 use crate::templates::RenderContext;
+use bytes::Bytes;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -20,6 +25,10 @@ use std::time::{Duration, Instant};
 
 /// Bumped whenever the package layout changes, so that every package is rebuilt.
 const LAYOUT_VERSION: &str = "depot-package-layout-1";
+
+/// Packages handed to the store at once to be composed: enough for the store to keep its
+/// requests in flight, few enough that their tails are a few MiB.
+const COMPOSE_BATCH: usize = 64;
 
 /// What to build; `None` means all. Only published, non-yanked releases are built unless a
 /// release is named.
@@ -73,7 +82,19 @@ struct Job<'a> {
 
 struct Built {
     package: Package,
-    tail: Vec<u8>,
+    tail: Bytes,
+}
+
+/// Where the built packages of one build go: composed by the store, else their tails appended
+/// to one pack blob, created when the first tail arrives.
+#[derive(Default)]
+struct Stored {
+    packages: Vec<Package>,
+    pending: Vec<Built>,
+    pack: Option<Box<dyn BlobWriter>>,
+    pack_len: u64,
+    /// Indices in `packages` of those whose tail is in the pack.
+    packed: Vec<usize>,
 }
 
 impl Depot {
@@ -157,27 +178,29 @@ impl Depot {
             return Ok(report);
         }
         progress.begin(total as u64);
-        let mut pack = self.blobs.create()?;
-        let mut pack_len = 0u64;
-        let mut packages = Vec::with_capacity(total);
+        let mut stored = Stored {
+            packages: Vec::with_capacity(total),
+            ..Default::default()
+        };
         for (release, platform, part, jobs) in &plans {
             let prefix = self.digest_blob(&part.blob)?;
             self.build_jobs(release, *platform, part, &prefix, jobs, |built| {
-                use std::io::Write;
-                pack.write_all(&built.tail)
-                    .map_err(super::io_err("cannot write package pack"))?;
-                let mut package = built.package;
-                package.segments[1].offset = pack_len;
-                pack_len += built.tail.len() as u64;
-                packages.push(package);
+                stored.pending.push(built);
+                if stored.pending.len() >= COMPOSE_BATCH {
+                    self.store_pending(&mut stored)?;
+                }
                 progress.advance(1);
                 Ok(())
             })?;
         }
-        let (pack_key, _) = pack.commit()?;
-        for package in &mut packages {
-            package.segments[1].blob = pack_key;
+        self.store_pending(&mut stored)?;
+        if let Some(pack) = stored.pack.take() {
+            let (pack_key, _) = pack.commit()?;
+            for &i in &stored.packed {
+                stored.packages[i].segments[1].blob = pack_key;
+            }
         }
+        let packages = stored.packages;
         let checksums = self.checksums_after(&packages)?;
         self.meta.commit_packages(&packages, &checksums)?;
         progress.finish();
@@ -195,6 +218,55 @@ impl Depot {
             .collect();
         report.elapsed = started.elapsed();
         Ok(report)
+    }
+
+    /// Has the store compose the pending packages; what it does not compose goes into the pack.
+    fn store_pending(&self, stored: &mut Stored) -> Result<()> {
+        if stored.pending.is_empty() {
+            return Ok(());
+        }
+        let pending = std::mem::take(&mut stored.pending);
+        let compositions = pending
+            .iter()
+            .map(|built| Composition {
+                key: built.package.sha256,
+                size: built.package.size,
+                part: built.package.segments[0],
+                tail: built.tail.clone(),
+            })
+            .collect();
+        if let Some(composed) = self.blobs.compose(compositions)? {
+            if composed.len() != pending.len() {
+                return Err(ServiceError::Store(crate::store::StoreError::Corrupt(
+                    format!(
+                        "the store composed {} of {} packages",
+                        composed.len(),
+                        pending.len()
+                    ),
+                )));
+            }
+            for (built, segment) in pending.into_iter().zip(composed) {
+                let mut package = built.package;
+                package.segments = vec![segment];
+                stored.packages.push(package);
+            }
+            return Ok(());
+        }
+        let pack = match &mut stored.pack {
+            Some(pack) => pack,
+            None => stored.pack.insert(self.blobs.create()?),
+        };
+        for built in pending {
+            use std::io::Write;
+            pack.write_all(&built.tail)
+                .map_err(super::io_err("cannot write package pack"))?;
+            let mut package = built.package;
+            package.segments[1].offset = stored.pack_len;
+            stored.pack_len += built.tail.len() as u64;
+            stored.packed.push(stored.packages.len());
+            stored.packages.push(package);
+        }
+        Ok(())
     }
 
     fn releases_in_scope(&self, scope: &BuildScope) -> Result<Vec<Release>> {
@@ -302,16 +374,9 @@ impl Depot {
         Ok(digest)
     }
 
-    /// The hash states of a blob, read from the store now.
+    /// The hash states of a blob, read from the store now, as it streams.
     pub(crate) fn read_digest(&self, key: &Sha256) -> Result<StreamDigest> {
-        match self.blobs.open_file(key)? {
-            Some(mut file) => Ok(digest_reader(&mut file)?),
-            None => {
-                let mut digest = StreamDigest::new();
-                digest.update(&self.blobs.read(key)?);
-                Ok(digest)
-            }
-        }
+        Ok(digest_reader(&mut self.blobs.reader(key)?)?)
     }
 
     /// Builds the jobs of one release and platform on every core, handing each package to `sink`
@@ -462,7 +527,10 @@ impl Depot {
             build_key: job.build_key,
             built_at: now(),
         };
-        Ok(Built { package, tail })
+        Ok(Built {
+            package,
+            tail: Bytes::from(tail),
+        })
     }
 
     /// The SHA256SUMS of every (org, version) the new packages touch, over the new packages and

@@ -145,10 +145,17 @@ impl Depot {
                 }
                 Arc::new(store)
             }
-            ArtifactsUrl::S3 { .. } => return Err(ServiceError::Unsupported(
-                "S3 artifacts (--artifacts s3://...) are not available in this build; use file://"
-                    .into(),
-            )),
+            ArtifactsUrl::S3 {
+                bucket,
+                presign_downloads,
+            } => {
+                // Blobs are spooled here before they are uploaded under their hash.
+                let spool = settings.data_dir.join("tmp");
+                let mut config =
+                    crate::store::S3Config::from_env(bucket, spool).map_err(StoreError::from)?;
+                config.presign_downloads = *presign_downloads;
+                Arc::new(crate::store::S3BlobStore::open(config)?)
+            }
         };
         let key = SigningKey::load(&settings.signing_key)?;
         let templates = if settings.templates.is_dir() {

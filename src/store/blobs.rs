@@ -7,7 +7,9 @@
 //! replaces one: committing content that already exists keeps the existing file, so a blob that
 //! a download is streaming or memory-mapping cannot change under it.
 
-use super::{io_err, BlobKey, BlobStore, BlobWriter, Result, StoreError};
+use super::{
+    io_err, BlobKey, BlobStore, BlobStream, BlobWriter, Composition, Result, Segment, StoreError,
+};
 use sha2::Digest;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
@@ -133,6 +135,37 @@ impl BlobStore for FsBlobStore {
 
     fn open_file(&self, key: &BlobKey) -> Result<Option<File>> {
         self.open_blob(key).map(Some)
+    }
+
+    fn reader(&self, key: &BlobKey) -> Result<Box<dyn Read + Send>> {
+        Ok(Box::new(self.open_blob(key)?))
+    }
+
+    fn stream_range(&self, key: &BlobKey, offset: u64, len: u64) -> Result<BlobStream> {
+        use tokio::io::AsyncReadExt;
+        let mut file = self.open_blob(key)?;
+        let context = || format!("read {}", self.path_of(key).display());
+        let size = file.metadata().map_err(io_err(context()))?.len();
+        if offset.checked_add(len).is_none_or(|end| end > size) {
+            return Err(StoreError::Corrupt(format!(
+                "blob {key} holds {size} bytes; {len} bytes at offset {offset} are past its end"
+            )));
+        }
+        file.seek(SeekFrom::Start(offset))
+            .map_err(io_err(context()))?;
+        let stretch = tokio::fs::File::from_std(file).take(len);
+        Ok(Box::pin(tokio_util::io::ReaderStream::with_capacity(
+            stretch,
+            HASH_BUFFER,
+        )))
+    }
+
+    fn compose(&self, _packages: Vec<Composition>) -> Result<Option<Vec<Segment>>> {
+        Ok(None)
+    }
+
+    fn download_url(&self, _key: &BlobKey, _file_name: &str) -> Result<Option<String>> {
+        Ok(None)
     }
 
     fn list(&self) -> Result<Vec<BlobKey>> {

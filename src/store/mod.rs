@@ -15,11 +15,13 @@ pub(crate) mod behaviour_tests;
 mod blobs;
 mod postgres;
 mod records;
+mod s3;
 mod sqlite;
 
 pub use blobs::FsBlobStore;
 pub use postgres::{PgError, PgStore};
 pub use records::*;
+pub use s3::{BucketName, S3BlobStore, S3Config, S3Error};
 pub use sqlite::SqliteStore;
 
 use crate::domain::{Channel, EntryName, OrgCode, Sha256, Version};
@@ -42,6 +44,8 @@ pub enum StoreError {
     },
     #[error("PostgreSQL: {0}")]
     Postgres(#[from] PgError),
+    #[error(transparent)]
+    S3(#[from] S3Error),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -61,6 +65,20 @@ pub trait BlobWriter: std::io::Write + Send {
     fn commit(self: Box<Self>) -> Result<(BlobKey, u64)>;
 }
 
+/// Bytes of a blob as the store delivers them; pollable from any runtime.
+pub type BlobStream =
+    std::pin::Pin<Box<dyn futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send>>;
+
+/// A package for the store to make into one object: the stretch `part` of a stored blob (the
+/// payload part), then `tail`. `key` and `size` are the package's SHA-256 and length.
+#[derive(Debug, Clone)]
+pub struct Composition {
+    pub key: BlobKey,
+    pub size: u64,
+    pub part: Segment,
+    pub tail: bytes::Bytes,
+}
+
 /// Immutable, content-addressed blobs: the payload parts shared by all packages of a release and
 /// platform, and the packs of department-specific package tails.
 pub trait BlobStore: Send + Sync {
@@ -73,6 +91,20 @@ pub trait BlobStore: Send + Sync {
     /// An open file of the blob, for streaming and memory mapping; `None` when the store is not
     /// on the local filesystem.
     fn open_file(&self, key: &BlobKey) -> Result<Option<std::fs::File>>;
+    /// The whole blob as a stream read as it is consumed, for a pass over a payload part.
+    /// Blocking: not for async tasks.
+    fn reader(&self, key: &BlobKey) -> Result<Box<dyn std::io::Read + Send>>;
+    /// `len` bytes at `offset`, streamed: one request, however long (downloads from stores
+    /// without [`BlobStore::open_file`]). Blocking until the first byte is on its way.
+    fn stream_range(&self, key: &BlobKey, offset: u64, len: u64) -> Result<BlobStream>;
+    /// Makes each package one blob named by its SHA-256, inside the store, without the payload
+    /// passing through depot; returns its single segment, in order. `None` when the store does
+    /// not compose (the filesystem: a package stays a payload part and a tail, which costs
+    /// nothing there). Content that is already stored is kept.
+    fn compose(&self, packages: Vec<Composition>) -> Result<Option<Vec<Segment>>>;
+    /// A short-lived URL that serves the whole blob without depot, saved as `file_name`, when
+    /// the store is set to offload downloads; `None` otherwise.
+    fn download_url(&self, key: &BlobKey, file_name: &str) -> Result<Option<String>>;
     /// Every stored blob, for `depot verify`.
     fn list(&self) -> Result<Vec<BlobKey>>;
     /// Re-hashes a blob and compares it with its key.

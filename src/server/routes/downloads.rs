@@ -8,7 +8,9 @@
 //! Nothing here builds a file path from a request: bytes come from blobs named by the package
 //! record. Access is decided by [`require_org_access`] before the record is read, so an
 //! anonymous or foreign caller learns nothing about another org's packages. Every GET of a
-//! department package is an audit event.
+//! department package is an audit event, also when it is answered with a redirect to a
+//! presigned URL of the object store (`presign_downloads`): a short-lived URL for the one
+//! object, handed out only after the same access check.
 
 use crate::domain::{OrgCode, Platform, Sha256, Version};
 use crate::server::auth::{require_org_access, Caller, ClientAddr};
@@ -250,7 +252,7 @@ enum Prepared {
     responses(
         (status = 200, description = "The file", content_type = "application/octet-stream"),
         (status = 206, description = "The requested range"),
-        (status = 302, description = "`latest`: the concrete URL"),
+        (status = 302, description = "`latest`: the concrete URL; a package with `presign_downloads`: a presigned URL of the object store"),
         (status = 304, description = "Not modified"),
         (status = 401, description = "A department file without a token", body = crate::server::error::ErrorBody),
         (status = 404, description = "Unknown, or another org's", body = crate::server::error::ErrorBody),
@@ -350,7 +352,21 @@ pub async fn download(
                 })
             }
         };
-        let body = if is_get {
+        // An object store set to offload downloads sends the bytes itself, Range included.
+        let offload = match (&representation.content, is_get, file) {
+            (Content::Segments(segments), true, DownloadFile::Package(_)) => {
+                match segments.as_slice() {
+                    [whole] if whole.offset == 0 && whole.len == representation.len => state
+                        .blobs
+                        .download_url(&whole.blob, &representation.file_name)?,
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        let body = if offload.is_some() {
+            None
+        } else if is_get {
             Some(match &representation.content {
                 Content::Segments(segments) => DownloadBody::open(
                     &state.blobs,
@@ -387,6 +403,9 @@ pub async fn download(
                         .then(|| format!("bytes {}-{}", range.start, range.end.saturating_sub(1))),
                 })?;
             }
+        }
+        if let Some(url) = offload {
+            return Ok(Prepared::Redirect(url));
         }
         Ok(Prepared::Answer(Box::new(representation), plan, body))
     })
