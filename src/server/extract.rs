@@ -84,9 +84,16 @@ pub(crate) fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError
 
 /// `application/json` or any `application/*+json`, as axum's `Json` accepts.
 fn json_content_type(headers: &axum::http::HeaderMap) -> bool {
-    headers
-        .get(axum::http::header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
+    let Some(value) = headers.get(axum::http::header::CONTENT_TYPE) else {
+        return false;
+    };
+    // What every client sends, recognised without parsing a media type.
+    if value.as_bytes().eq_ignore_ascii_case(b"application/json") {
+        return true;
+    }
+    value
+        .to_str()
+        .ok()
         .and_then(|value| value.parse::<mime::Mime>().ok())
         .is_some_and(|mime| {
             mime.type_() == "application"

@@ -9,7 +9,8 @@
 
 use crate::domain::{Channel, Platform, Version};
 use crate::store::{Checkin, MetaStore, Result};
-use std::collections::HashMap;
+// Device ids are made by the server, never chosen by a client: a fast hash is safe.
+use foldhash::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};

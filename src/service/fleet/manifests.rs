@@ -12,15 +12,42 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 struct Cached {
+    platform: Platform,
+    channel: Channel,
     /// The snapshot generation it was checked against.
     generation: u64,
     manifest: ReleaseManifest,
     signed: EncodedManifest,
 }
 
+/// By org, then a short list of (platform, channel): the hot path finds its entry without
+/// building a key.
 #[derive(Default)]
 pub struct ManifestCache {
-    entries: Mutex<HashMap<(OrgCode, Platform, Channel), Cached>>,
+    entries: Mutex<HashMap<OrgCode, Vec<Cached>>>,
+}
+
+fn find<'a>(
+    entries: &'a HashMap<OrgCode, Vec<Cached>>,
+    org: &Org,
+    platform: Platform,
+) -> Option<&'a Cached> {
+    entries
+        .get(&org.code)?
+        .iter()
+        .find(|c| c.platform == platform && c.channel == org.config.channel)
+}
+
+/// Stores a manifest in place of the org's entry for its platform and channel.
+fn store(entries: &mut HashMap<OrgCode, Vec<Cached>>, org: &OrgCode, cached: Cached) {
+    let list = entries.entry(org.clone()).or_default();
+    match list
+        .iter_mut()
+        .find(|c| c.platform == cached.platform && c.channel == cached.channel)
+    {
+        Some(slot) => *slot = cached,
+        None => list.push(cached),
+    }
 }
 
 fn state_of(snap: &Snapshot, org: &Org, platform: Platform) -> ManifestState {
@@ -66,9 +93,8 @@ impl Depot {
         org: &Org,
         platform: Platform,
     ) -> Option<EncodedManifest> {
-        let key = (org.code.clone(), platform, org.config.channel.clone());
         let entries = self.fleet.manifests.entries.lock().ok()?;
-        let cached = entries.get(&key)?;
+        let cached = find(&entries, org, platform)?;
         (cached.generation == snap.generation && !cached.manifest.is_due_for_resign(now()))
             .then(|| cached.signed.clone())
     }
@@ -79,7 +105,7 @@ impl Depot {
         org: &Org,
         platform: Platform,
     ) -> Result<EncodedManifest> {
-        let key = (org.code.clone(), platform, org.config.channel.clone());
+        let channel = &org.config.channel;
         let at = now();
         let mut entries = self
             .fleet
@@ -87,14 +113,17 @@ impl Depot {
             .entries
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = entries.get(&key) {
+        if let Some(c) = find(&entries, org, platform) {
             if c.generation == snap.generation && !c.manifest.is_due_for_resign(at) {
                 return Ok(c.signed.clone());
             }
         }
         let state = state_of(snap, org, platform);
         let fresh = |m: &ReleaseManifest| m.state() == state && !m.is_due_for_resign(at);
-        if let Some(c) = entries.get_mut(&key) {
+        if let Some(c) = entries.get_mut(&org.code).and_then(|list| {
+            list.iter_mut()
+                .find(|c| c.platform == platform && &c.channel == channel)
+        }) {
             if fresh(&c.manifest) {
                 c.generation = snap.generation;
                 return Ok(c.signed.clone());
@@ -102,7 +131,7 @@ impl Depot {
         }
         // Another process (a replica, or this one before a restart) may have signed it already.
         for _attempt in 0..3 {
-            let stored = self.meta.get_manifest(&key.0, platform, &key.2)?;
+            let stored = self.meta.get_manifest(&org.code, platform, channel)?;
             let stored_manifest = stored
                 .as_ref()
                 .and_then(|s| serde_json::from_str::<ReleaseManifest>(&s.json).ok());
@@ -112,9 +141,12 @@ impl Depot {
                         json: record.json.clone(),
                         minisig: record.minisig.clone(),
                     });
-                    entries.insert(
-                        key,
+                    store(
+                        &mut entries,
+                        &org.code,
                         Cached {
+                            platform,
+                            channel: channel.clone(),
                             generation: snap.generation,
                             manifest: manifest.clone(),
                             signed: signed.clone(),
@@ -128,18 +160,21 @@ impl Depot {
                 .map_err(|e| ServiceError::Invalid(format!("cannot issue a manifest: {e}")))?;
             let signed = manifest.sign(&self.key);
             let record = ManifestRecord {
-                org: key.0.clone(),
+                org: org.code.clone(),
                 platform,
-                channel: key.2.clone(),
+                channel: channel.clone(),
                 serial,
                 json: signed.json.clone(),
                 minisig: signed.minisig.clone(),
             };
             if self.meta.put_manifest(&record)? {
                 let signed = EncodedManifest::from(&signed);
-                entries.insert(
-                    key,
+                store(
+                    &mut entries,
+                    &org.code,
                     Cached {
+                        platform,
+                        channel: channel.clone(),
                         generation: snap.generation,
                         manifest,
                         signed: signed.clone(),

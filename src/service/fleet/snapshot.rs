@@ -8,7 +8,10 @@ use crate::domain::{Channel, OrgCode, Platform, Sha256, Version};
 use crate::org::Org;
 use crate::service::views::download_path;
 use crate::store::{ChannelSettings, MetaStore, Release, Result, Rollout};
-use std::collections::HashMap;
+// Every key of these maps comes from the store (token hashes, org codes, device ids), never
+// from a client, so a fast hash is safe: a lookup with a client's token hash can find nothing
+// it could not find anyway, and no client can make keys collide.
+use foldhash::HashMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// An enrolled device that is not deactivated, as an update check needs it.
@@ -91,7 +94,7 @@ impl Snapshot {
             .into_iter()
             .map(|o| (o.code.clone(), o))
             .collect();
-        let mut channels = HashMap::new();
+        let mut channels = HashMap::default();
         for org in orgs.values() {
             let channel = &org.config.channel;
             if !channels.contains_key(channel) {
@@ -100,7 +103,7 @@ impl Snapshot {
                 }
             }
         }
-        let mut packages: HashMap<OrgCode, Vec<_>> = HashMap::new();
+        let mut packages: HashMap<OrgCode, Vec<_>> = HashMap::default();
         for p in meta.list_packages(None, None)? {
             let url = download_path(&p.org, &p.version, &p.file_name);
             let digest = PackageDigest {
