@@ -128,6 +128,13 @@ fn packages_composed_in_s3_download_and_verify_with_stock_tools() {
         "published {packages} packages composed in S3 in {:?}",
         started.elapsed()
     );
+    // Each composed package is one object named by its SHA-256: verify re-hashes it and
+    // checks its signature.
+    let verified = ws.ok(&["verify"]);
+    assert!(
+        verified.contains(&format!("{packages} packages")),
+        "{verified}"
+    );
     let token = ws
         .ok(&["token", "create", "--role", "admin", "--name", "s3-test"])
         .lines()

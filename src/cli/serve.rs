@@ -56,6 +56,7 @@ pub fn run(settings: &Settings, listen: &str, tls: Option<TlsFiles>) -> anyhow::
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    let served = Arc::clone(&depot);
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
@@ -68,10 +69,13 @@ pub fn run(settings: &Settings, listen: &str, tls: Option<TlsFiles>) -> anyhow::
         };
         tracing::info!(%address, "depot serving on {scheme}://{address}");
         eprintln!("depot serving on {scheme}://{address} (Ctrl-C to stop)");
-        let state = AppState::with_depot(Arc::clone(&depot), options.clone());
+        let state = AppState::with_depot(served, options.clone());
         serve(listener, router(state), &options, shutdown_signal()).await?;
-        // Check-ins buffered for batching are written before the process ends.
-        depot.flush_checkins()?;
         anyhow::Ok(())
-    })
+    })?;
+    // Check-ins buffered for batching are written before the process ends, off the runtime:
+    // a store may block (PostgreSQL's client runs a runtime of its own).
+    drop(runtime);
+    depot.flush_checkins()?;
+    Ok(())
 }

@@ -73,9 +73,40 @@ impl Depot {
         let mut by_part: BTreeMap<Sha256, Vec<&Package>> = BTreeMap::new();
         for package in &packages {
             report.packages_checked += 1;
+            // Composed by the object store: one blob named by the package's SHA-256, which the
+            // blob pass above re-hashed; the signature needs the BLAKE2b of the whole of it.
+            if let [whole] = package.segments.as_slice() {
+                let label = package_label(package);
+                if whole.blob != package.sha256 || whole.offset != 0 || whole.len != package.size {
+                    report.problems.push(format!(
+                        "package {label} is one segment that is not its own blob"
+                    ));
+                } else if !stored.contains(&whole.blob) {
+                    report.problems.push(format!(
+                        "package {label} refers to the missing blob {}",
+                        whole.blob
+                    ));
+                } else {
+                    match self.read_digest(&whole.blob) {
+                        Ok(digest) => {
+                            let (_, prehash) = digest.finish();
+                            if let Err(e) = public_key.verify_prehashed(&prehash, &package.minisig)
+                            {
+                                report.problems.push(format!(
+                                    "package {label}: signature does not verify: {e}"
+                                ));
+                            }
+                        }
+                        Err(e) => report
+                            .problems
+                            .push(format!("package {label} cannot be read: {e}")),
+                    }
+                }
+                continue;
+            }
             if package.segments.len() != 2 {
                 report.problems.push(format!(
-                    "package {} has {} segments, not a payload part and a tail",
+                    "package {} has {} segments, not a payload part and a tail, nor one blob",
                     package_label(package),
                     package.segments.len()
                 ));
