@@ -44,6 +44,8 @@ public_url = "http://127.0.0.1:8080"
 # artifacts = "file://artifacts"             # or s3://bucket
 # max_upload_bytes = 4294967296
 # max_connections = 10000          # served at once by `depot serve`; more wait in the listen queue
+# trusted_proxies = ["127.0.0.1"]  # proxies whose X-Forwarded-For names the client
+# presign_downloads = 300          # s3:// only: downloads answered with a 302 to a presigned URL
 "#;
 
 /// Creates what is missing for `settings`. `write_config` also writes `./depot.toml` when no

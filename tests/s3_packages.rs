@@ -135,6 +135,18 @@ fn packages_composed_in_s3_download_and_verify_with_stock_tools() {
         verified.contains(&format!("{packages} packages")),
         "{verified}"
     );
+    // `depot export` streams composed packages out of the store as ordinary files.
+    let exported = dir.join("exported");
+    ws.ok(&[
+        "export",
+        "--org",
+        "chemistry",
+        "--release",
+        "1.0.0",
+        "--out",
+        exported.to_str().unwrap(),
+    ]);
+    run_in(&exported, "sha256sum", &["-c", "SHA256SUMS"]);
     let token = ws
         .ok(&["token", "create", "--role", "admin", "--name", "s3-test"])
         .lines()

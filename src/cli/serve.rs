@@ -24,12 +24,19 @@ pub struct ServeArgs {
     /// client; replaces `trusted_proxies` in depot.toml. Default: none.
     #[arg(long, env = "DEPOT_TRUSTED_PROXIES", value_name = "LIST")]
     pub trusted_proxies: Option<String>,
+    /// With s3:// artifacts: answer package downloads with a 302 to a presigned URL of the
+    /// object, valid this many seconds; replaces `presign_downloads` in depot.toml.
+    #[arg(long, env = "DEPOT_PRESIGN_DOWNLOADS", value_name = "SECONDS")]
+    pub presign_downloads: Option<u64>,
 }
 
 pub fn command(global: &super::GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
     let mut settings = global.settings()?;
     if let Some(list) = &args.trusted_proxies {
         settings.trusted_proxies = crate::config::parse_trusted_proxies(list)?;
+    }
+    if let Some(seconds) = args.presign_downloads {
+        settings.artifacts.presign_downloads(seconds)?;
     }
     let listen = args
         .listen

@@ -25,20 +25,24 @@ impl Depot {
                     let copied = std::io::copy(&mut file.take(segment.len), out)
                         .map_err(io_err(format!("cannot write {}", package.file_name)))?;
                     if copied != segment.len {
-                        return Err(ServiceError::Store(crate::store::StoreError::Corrupt(
-                            format!(
-                                "blob {} is shorter than package {} needs",
-                                segment.blob, package.file_name
-                            ),
-                        )));
+                        return Err(short_blob(segment, package));
                     }
                 }
                 None => {
-                    let bytes =
-                        self.blobs
-                            .read_range(&segment.blob, segment.offset, segment.len)?;
-                    out.write_all(&bytes)
+                    // Streamed: a composed package on an object store is one blob of the
+                    // whole package. Segments that start inside a blob (tails in a pack) are
+                    // small; skipping to them reads a few KiB.
+                    let mut reader = self.blobs.reader(&segment.blob)?;
+                    std::io::copy(
+                        &mut (&mut reader).take(segment.offset),
+                        &mut std::io::sink(),
+                    )
+                    .map_err(io_err("cannot read package blob"))?;
+                    let copied = std::io::copy(&mut reader.take(segment.len), out)
                         .map_err(io_err(format!("cannot write {}", package.file_name)))?;
+                    if copied != segment.len {
+                        return Err(short_blob(segment, package));
+                    }
                 }
             }
             written += segment.len;
@@ -134,4 +138,11 @@ fn set_mode_0644(path: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))
         .map_err(io_err(format!("cannot set mode of {}", path.display())))
+}
+
+fn short_blob(segment: &crate::store::Segment, package: &Package) -> ServiceError {
+    ServiceError::Store(crate::store::StoreError::Corrupt(format!(
+        "blob {} is shorter than package {} needs",
+        segment.blob, package.file_name
+    )))
 }

@@ -149,8 +149,17 @@ impl Depot {
                 bucket,
                 presign_downloads,
             } => {
-                // Blobs are spooled here before they are uploaded under their hash.
+                // Blobs are spooled here before they are uploaded under their hash; a writer
+                // killed mid-spool leaves its file (and an incomplete multipart upload, which a
+                // lifecycle rule of the bucket removes).
                 let spool = settings.data_dir.join("tmp");
+                if spool.is_dir() {
+                    match crate::store::remove_stale_files(&spool) {
+                        Ok(0) => {}
+                        Ok(removed) => tracing::info!(removed, "removed stale spool files"),
+                        Err(e) => tracing::warn!(error = %e, "could not remove stale spool files"),
+                    }
+                }
                 let mut config =
                     crate::store::S3Config::from_env(bucket, spool).map_err(StoreError::from)?;
                 config.presign_downloads = *presign_downloads;

@@ -52,30 +52,7 @@ impl FsBlobStore {
 
     /// Removes temp files left by writers that crashed (untouched for an hour); returns how many.
     pub fn remove_stale_temp(&self) -> Result<usize> {
-        let context = || format!("clean {}", self.tmp.display());
-        let now = SystemTime::now();
-        let mut removed = 0;
-        for entry in fs::read_dir(&self.tmp).map_err(io_err(context()))? {
-            let entry = entry.map_err(io_err(context()))?;
-            let meta = match entry.metadata() {
-                Ok(meta) => meta,
-                // Its writer committed or dropped it while we looked.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(io_err(context())(e)),
-            };
-            let idle = meta
-                .modified()
-                .ok()
-                .and_then(|modified| now.duration_since(modified).ok());
-            if meta.is_file() && idle.is_some_and(|idle| idle >= STALE_TEMP_AGE) {
-                match fs::remove_file(entry.path()) {
-                    Ok(()) => removed += 1,
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(io_err(format!("remove {}", entry.path().display()))(e)),
-                }
-            }
-        }
-        Ok(removed)
+        remove_stale_files(&self.tmp)
     }
 
     fn open_blob(&self, key: &BlobKey) -> Result<File> {
@@ -336,6 +313,35 @@ fn sync_dir(dir: &Path) -> Result<()> {
     #[cfg(not(unix))]
     let _ = dir;
     Ok(())
+}
+
+/// Removes the files in `dir` not touched for an hour: what writers killed mid-write (SIGKILL,
+/// power loss) left behind, which nothing else would ever remove. Returns how many.
+pub fn remove_stale_files(dir: &Path) -> Result<usize> {
+    let context = || format!("clean {}", dir.display());
+    let now = SystemTime::now();
+    let mut removed = 0;
+    for entry in fs::read_dir(dir).map_err(io_err(context()))? {
+        let entry = entry.map_err(io_err(context()))?;
+        let meta = match entry.metadata() {
+            Ok(meta) => meta,
+            // Its writer committed or dropped it while we looked.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io_err(context())(e)),
+        };
+        let idle = meta
+            .modified()
+            .ok()
+            .and_then(|modified| now.duration_since(modified).ok());
+        if meta.is_file() && idle.is_some_and(|idle| idle >= STALE_TEMP_AGE) {
+            match fs::remove_file(entry.path()) {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err(format!("remove {}", entry.path().display()))(e)),
+            }
+        }
+    }
+    Ok(removed)
 }
 
 #[cfg(test)]

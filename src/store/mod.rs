@@ -18,7 +18,7 @@ mod records;
 mod s3;
 mod sqlite;
 
-pub use blobs::FsBlobStore;
+pub use blobs::{remove_stale_files, FsBlobStore};
 pub use postgres::{PgError, PgStore};
 pub use records::*;
 pub use s3::{BucketName, S3BlobStore, S3Config, S3Error};
