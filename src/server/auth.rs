@@ -152,7 +152,7 @@ impl TokenCache {
 
 /// The presented bearer secret: `None` without an `Authorization` header, 401 when it is not a
 /// well-formed bearer credential.
-fn bearer_secret(headers: &HeaderMap) -> ApiResult<Option<String>> {
+pub(crate) fn bearer_secret(headers: &HeaderMap) -> ApiResult<Option<&str>> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(None);
     };
@@ -164,7 +164,7 @@ fn bearer_secret(headers: &HeaderMap) -> ApiResult<Option<String>> {
     {
         return Err(bad());
     }
-    Ok(Some(secret.to_string()))
+    Ok(Some(secret))
 }
 
 /// The caller the request's credentials name: `None` when it presents none, 401 when they are
@@ -186,11 +186,14 @@ pub async fn authenticate(
         // Device tokens: the update hot path, answered from the fleet's memory when it is fresh.
         match state.depot.clone() {
             Some(depot) => {
-                let device = match depot.device_by_token_in_memory(&secret) {
+                let device = match depot.device_by_token_in_memory(secret) {
                     Some(device) => device,
-                    None => tokio::task::spawn_blocking(move || depot.device_by_token(&secret))
-                        .await?
-                        .map_err(ApiError::from)?,
+                    None => {
+                        let secret = secret.to_string();
+                        tokio::task::spawn_blocking(move || depot.device_by_token(&secret))
+                            .await?
+                            .map_err(ApiError::from)?
+                    }
                 };
                 device.map(|d| Caller {
                     name: format!("device:{}", d.id),
@@ -343,7 +346,7 @@ mod tests {
         let with = |v: &str| {
             let mut h = HeaderMap::new();
             h.insert(header::AUTHORIZATION, HeaderValue::from_str(v).unwrap());
-            bearer_secret(&h)
+            bearer_secret(&h).map(|s| s.map(str::to_string))
         };
         assert_eq!(bearer_secret(&HeaderMap::new()).unwrap(), None);
         assert_eq!(with("Bearer abc").unwrap().as_deref(), Some("abc"));

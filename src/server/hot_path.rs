@@ -7,14 +7,18 @@
 //! layers do for every request is done here too, the same way: the request is counted in
 //! `/metrics` under its route, logged in its span at INFO with its latency, and its body held to
 //! the same limit; authentication, parsing and the answer are the route's own
-//! ([`fleet::answer_update_check`]). Every other request, and this path with any other method, goes
-//! through the router. This module must never answer a request differently from the route.
+//! ([`fleet::answer_update_check`]). A device token found in memory skips building a caller and
+//! looking the device up a second time; anything else (no token, another kind, an unknown one, an
+//! address refused for bad tokens, a manifest due for a signature) takes the route's steps.
+//! Every other request, and this path with any other method, goes through the router. This module
+//! must never answer a request differently from the route.
 
-use super::auth::authenticate;
+use super::auth::{authenticate, bearer_secret};
 use super::error::{ApiError, ApiResult};
 use super::extract::{parse_json, require_json};
 use super::routes::fleet::{self, UpdateCheck};
 use super::{forwarded, metrics::Metrics, ApiState};
+use crate::service::fleet::{CheckingDevice, DEVICE_TOKEN_PREFIX};
 use axum::body::{Body, Bytes};
 use axum::http::{Method, Request};
 use axum::response::{IntoResponse, Response};
@@ -110,15 +114,52 @@ where
 {
     let (parts, body) = request.into_parts();
     let address = forwarded::client_ip(&parts.extensions);
+    if let Some(device) = device_checking_in(state, &parts.headers, address) {
+        // Authentication would succeed: the rest, as the route does it, without a caller.
+        require_json(&parts.headers)?;
+        let body = read_body(body, state.app.options.max_body_bytes).await?;
+        let check: UpdateCheck = parse_json(&body)?;
+        let (platform, current) = fleet::parse_check(&check)?;
+        if let Some(answer) = state
+            .depot
+            .update_check_of(&device, platform, current, address)
+        {
+            return fleet::answer_json(&answer?);
+        }
+        // The manifest is due for a signature: the route's way, with the store.
+        let caller = authenticate(&state.app, &parts.headers, address)
+            .await?
+            .ok_or_else(needs_token)?;
+        return fleet::answer_update_check(state.clone(), &caller, address, check).await;
+    }
     let caller = authenticate(&state.app, &parts.headers, address)
         .await?
-        .ok_or_else(|| {
-            ApiError::Unauthorized("this needs a token: Authorization: Bearer <token>".into())
-        })?;
+        .ok_or_else(needs_token)?;
     require_json(&parts.headers)?;
     let body = read_body(body, state.app.options.max_body_bytes).await?;
     let check: UpdateCheck = parse_json(&body)?;
     fleet::answer_update_check(state.clone(), &caller, address, check).await
+}
+
+fn needs_token() -> ApiError {
+    ApiError::Unauthorized("this needs a token: Authorization: Bearer <token>".into())
+}
+
+/// The device a well-formed device token names, found in memory, when its address is not
+/// refused for bad tokens: then authentication cannot fail. `None` sends the request the
+/// route's way, which answers every other case.
+fn device_checking_in(
+    state: &ApiState,
+    headers: &axum::http::HeaderMap,
+    address: Option<std::net::IpAddr>,
+) -> Option<CheckingDevice> {
+    let secret = bearer_secret(headers).ok()??;
+    if !secret.starts_with(DEVICE_TOKEN_PREFIX)
+        || address.is_some_and(|a| state.app.auth_failures.is_blocked(a))
+    {
+        return None;
+    }
+    state.depot.device_checking_in(secret)
 }
 
 /// The whole body, or 413 past `limit` bytes, as axum's body limit words it.
@@ -277,6 +318,23 @@ mod tests {
             );
         }
         assert!(metrics.contains("depot_http_requests_in_flight 0"));
+
+        // An address refused for bad tokens is refused with a good one too, on both paths.
+        let good = || request(device, json, &check("null"));
+        for _ in 0..1000 {
+            let bad = app
+                .handle(request(Some("depot_dev_wrong"), json, &check("null")))
+                .await;
+            if bad.status() == 429 {
+                break;
+            }
+        }
+        let own = status_and_body(app.handle(good()).await).await;
+        let routed = tower::ServiceExt::oneshot(app.router().clone(), good())
+            .await
+            .unwrap();
+        assert_eq!(own.0, 429);
+        assert_eq!(own, status_and_body(routed).await);
     }
 
     #[tokio::test]

@@ -98,12 +98,7 @@ pub(crate) async fn answer_update_check(
     check: UpdateCheck,
 ) -> ApiResult<Response> {
     let id = device_id(caller)?;
-    let platform = Platform::parse(&check.platform)?;
-    let current = check
-        .current_version
-        .as_deref()
-        .map(Version::parse)
-        .transpose()?;
+    let (platform, current) = parse_check(&check)?;
     // Answered from memory on the runtime when it can be; the store only when it must.
     let answer = match state
         .depot
@@ -115,9 +110,20 @@ pub(crate) async fn answer_update_check(
     answer_json(&answer)
 }
 
+/// The platform and version an update check names; 422 when either is not one.
+pub(crate) fn parse_check(check: &UpdateCheck) -> ApiResult<(Platform, Option<Version>)> {
+    let platform = Platform::parse(&check.platform)?;
+    let current = check
+        .current_version
+        .as_deref()
+        .map(Version::parse)
+        .transpose()?;
+    Ok((platform, current))
+}
+
 /// The answer as JSON, written once into a buffer of about its size: the manifest and its
 /// signature are most of it and their length is known.
-fn answer_json(answer: &UpdateAnswer) -> ApiResult<Response> {
+pub(crate) fn answer_json(answer: &UpdateAnswer) -> ApiResult<Response> {
     let mut body =
         Vec::with_capacity(answer.manifest.len() * 5 / 4 + answer.manifest_minisig.len() + 1024);
     serde_json::to_writer(&mut body, answer).map_err(ApiError::internal)?;

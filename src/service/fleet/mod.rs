@@ -138,6 +138,12 @@ pub struct Offer {
     pub package: Arc<PackageOffer>,
 }
 
+/// A device found by its token for an update check, with the snapshot it was found in.
+pub struct CheckingDevice {
+    snap: Arc<Snapshot>,
+    token_hash: Sha256,
+}
+
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct UpdateAnswer {
     pub offer: Option<Offer>,
@@ -231,17 +237,25 @@ fn device_and_org<'a>(
         .by_id(device_id)
         .cloned()
         .ok_or_else(|| ServiceError::NotFound(format!("active device {device_id}")))?;
+    let org = org_for(snap, &device, platform)?;
+    Ok((device, org))
+}
+
+/// The device's org, once the platform it asks for is the one it enrolled with.
+fn org_for<'a>(
+    snap: &'a Snapshot,
+    device: &DeviceEntry,
+    platform: Platform,
+) -> Result<&'a crate::org::Org> {
     if platform != device.platform {
         return Err(ServiceError::Invalid(format!(
             "platform {platform} is not this device's enrolled platform {}",
             device.platform
         )));
     }
-    let org = snap
-        .orgs
+    snap.orgs
         .get(&device.org)
-        .ok_or_else(|| ServiceError::NotFound(format!("org {}", device.org)))?;
-    Ok((device, org))
+        .ok_or_else(|| ServiceError::NotFound(format!("org {}", device.org)))
 }
 
 fn random_hex(bytes: usize) -> String {
@@ -284,6 +298,37 @@ impl Depot {
     pub fn device_by_token_in_memory(&self, secret: &str) -> Option<Option<DeviceEntry>> {
         let hash = Sha256::digest(secret.as_bytes());
         Some(self.fresh_snapshot()?.devices().by_token(&hash).cloned())
+    }
+
+    /// The active device a device token names, as the update hot path holds on to it: found
+    /// from memory alone, or `None` when the snapshot is due for a comparison with the store or
+    /// no active device has this token (the caller then takes the general path, which says why).
+    pub fn device_checking_in(&self, secret: &str) -> Option<CheckingDevice> {
+        let token_hash = Sha256::digest(secret.as_bytes());
+        let snap = self.fresh_snapshot()?;
+        let known = snap.devices().by_token(&token_hash).is_some();
+        known.then_some(CheckingDevice { snap, token_hash })
+    }
+
+    /// [`Depot::update_check_in_memory`] for a device found by [`Depot::device_checking_in`],
+    /// without looking it up again: `None` when the manifest is due for a signature or the
+    /// device went away since, which need the general path.
+    pub fn update_check_of(
+        &self,
+        device: &CheckingDevice,
+        platform: Platform,
+        current: Option<Version>,
+        address: Option<IpAddr>,
+    ) -> Option<Result<UpdateAnswer>> {
+        let snap = &device.snap;
+        let devices = snap.devices();
+        let entry = devices.by_token(&device.token_hash)?;
+        let org = match org_for(snap, entry, platform) {
+            Ok(org) => org,
+            Err(e) => return Some(Err(e)),
+        };
+        let signed = self.cached_manifest(snap, org, platform)?;
+        Some(self.answer(snap, entry, org, platform, current, address, signed))
     }
 
     /// The in-memory state, reloaded when another process (or this one) changed the store.
