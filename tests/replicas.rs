@@ -15,7 +15,7 @@ mod common;
 mod replica_support;
 
 use replica_support::{
-    call, client, requests_served, Backend, Cluster, PROPAGATION_LIMIT, REPLICAS,
+    call, client, request_counts, requests_served, Backend, Cluster, PROPAGATION_LIMIT, REPLICAS,
 };
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -379,7 +379,16 @@ fn reports_and_audit_events_are_counted_once(backend: Backend) {
     eprintln!(
         "{backend:?}: {reports} reports through the balancer, answered per replica: {spread:?}"
     );
-    assert_eq!(spread.iter().sum::<u64>(), reports, "reports answered");
+    let counts: Vec<Vec<String>> = cluster
+        .replicas
+        .iter()
+        .map(|r| request_counts(&r.base, "/v1/devices/events"))
+        .collect();
+    assert_eq!(
+        spread.iter().sum::<u64>(),
+        reports,
+        "reports answered by the replicas: {counts:#?}"
+    );
     assert!(
         spread.iter().filter(|&&n| n > 0).count() >= 2,
         "the balancer should spread {CLIENTS} client addresses: {spread:?}"

@@ -445,6 +445,14 @@ pub fn within(limit: Duration, mut done: impl FnMut() -> bool) -> Option<Duratio
 
 /// `depot_http_requests_total` of one route on a replica, over every status.
 pub fn requests_served(base: &str, route: &str) -> u64 {
+    request_counts(base, route)
+        .iter()
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// The `depot_http_requests_total` lines of one route on a replica (one per method and status).
+pub fn request_counts(base: &str, route: &str) -> Vec<String> {
     let text = client(None)
         .get(format!("{base}/metrics"))
         .send()
@@ -454,6 +462,6 @@ pub fn requests_served(base: &str, route: &str) -> u64 {
     let label = format!("route=\"{route}\"");
     text.lines()
         .filter(|l| l.starts_with("depot_http_requests_total{") && l.contains(&label))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
+        .map(str::to_string)
+        .collect()
 }
