@@ -7,12 +7,13 @@
 //! replaces one: committing content that already exists keeps the existing file, so a blob that
 //! a download is streaming or memory-mapping cannot change under it.
 
+use super::hashing_file::HashingFile;
 use super::{
     io_err, BlobKey, BlobStore, BlobStream, BlobWriter, Composition, Result, Segment, StoreError,
 };
 use sha2::Digest;
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -20,8 +21,6 @@ use std::time::{Duration, SystemTime};
 /// file with every buffer it flushes.
 const STALE_TEMP_AGE: Duration = Duration::from_secs(60 * 60);
 
-/// Writers buffer this much before a write system call; package tails arrive in small pieces.
-const WRITE_BUFFER: usize = 256 * 1024;
 const HASH_BUFFER: usize = 1024 * 1024;
 
 /// Content-addressed blobs in `<data dir>/blobs/`, staged in `<data dir>/tmp/`.
@@ -72,18 +71,8 @@ fn missing_or_io(key: &BlobKey, path: &Path, e: io::Error) -> StoreError {
 
 impl BlobStore for FsBlobStore {
     fn create(&self) -> Result<Box<dyn BlobWriter>> {
-        let file = tempfile::Builder::new()
-            .prefix("blob-")
-            .tempfile_in(&self.tmp)
-            .map_err(io_err(format!(
-                "create a temp file in {}",
-                self.tmp.display()
-            )))?;
         Ok(Box::new(FsBlobWriter {
-            file: BufWriter::with_capacity(WRITE_BUFFER, file),
-            hasher: sha2::Sha256::new(),
-            len: 0,
-            failed: false,
+            file: HashingFile::create_in(&self.tmp, "blob-")?,
             root: self.root.clone(),
         }))
     }
@@ -210,57 +199,26 @@ fn is_lower_hex(s: &str, len: usize) -> bool {
 }
 
 /// A blob being written: a temp file in `tmp/`, hashed as it is written. Dropping it removes the
-/// temp file (`NamedTempFile`'s drop).
+/// temp file.
 struct FsBlobWriter {
-    file: BufWriter<tempfile::NamedTempFile>,
-    hasher: sha2::Sha256,
-    len: u64,
-    /// A write failed: the content is unknown, so it must not be committed.
-    failed: bool,
+    file: HashingFile,
     root: PathBuf,
 }
 
 impl Write for FsBlobWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self.file.write(buf) {
-            Ok(n) => {
-                self.hasher.update(&buf[..n]);
-                self.len += n as u64;
-                Ok(n)
-            }
-            Err(e) => {
-                if e.kind() != io::ErrorKind::Interrupted {
-                    self.failed = true;
-                }
-                Err(e)
-            }
-        }
+        self.file.write(buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.file.flush().inspect_err(|_| self.failed = true)
+        self.file.flush()
     }
 }
 
 impl BlobWriter for FsBlobWriter {
     fn commit(self: Box<Self>) -> Result<(BlobKey, u64)> {
-        let FsBlobWriter {
-            file,
-            hasher,
-            len,
-            failed,
-            root,
-        } = *self;
-        if failed {
-            return Err(StoreError::Io {
-                context: "commit a blob".into(),
-                source: io::Error::other("an earlier write to the blob failed"),
-            });
-        }
-        let key = BlobKey::from_bytes(hasher.finalize().into());
-        let temp = file
-            .into_inner()
-            .map_err(|e| io_err("write a blob")(e.into_error()))?;
+        let FsBlobWriter { file, root } = *self;
+        let (key, len, temp) = file.finish()?;
         let temp_path = temp.path().display().to_string();
         temp.as_file()
             .sync_all()
@@ -394,7 +352,8 @@ mod tests {
     fn dropped_writer_leaves_no_file() {
         let (dir, store) = store();
         let mut w = store.create().unwrap();
-        w.write_all(&vec![7u8; WRITE_BUFFER * 3]).unwrap();
+        let buffer = crate::store::hashing_file::WRITE_BUFFER;
+        w.write_all(&vec![7u8; buffer * 3]).unwrap();
         assert_eq!(entries(&dir.path().join("tmp")).len(), 1);
         drop(w);
         assert!(entries(&dir.path().join("tmp")).is_empty());
@@ -496,20 +455,5 @@ mod tests {
             .unwrap();
         assert_eq!(store.remove_stale_temp().unwrap(), 1);
         assert_eq!(entries(&tmp), vec![tmp.join("new")]);
-    }
-
-    #[test]
-    fn a_failed_write_cannot_be_committed() {
-        let (dir, store) = store();
-        let mut w = FsBlobWriter {
-            file: BufWriter::new(tempfile::NamedTempFile::new_in(dir.path().join("tmp")).unwrap()),
-            hasher: sha2::Sha256::new(),
-            len: 0,
-            failed: true,
-            root: store.root.clone(),
-        };
-        w.write_all(b"x").unwrap();
-        assert!(Box::new(w).commit().is_err());
-        assert!(store.list().unwrap().is_empty());
     }
 }

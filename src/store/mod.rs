@@ -13,6 +13,7 @@
 #[cfg(test)]
 pub(crate) mod behaviour_tests;
 mod blobs;
+mod hashing_file;
 mod postgres;
 mod records;
 mod s3;
