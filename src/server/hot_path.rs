@@ -86,14 +86,14 @@ where
     } else {
         tracing::Span::none()
     };
-    let started = Instant::now();
+    let started = (!span.is_disabled()).then(Instant::now);
     let response = match answer(state, request).instrument(span.clone()).await {
         Ok(response) => response,
         Err(e) => e.into_response(),
     };
     let status = response.status().as_u16();
     metrics.request_finished("POST", UPDATE_CHECK, status);
-    if !span.is_disabled() {
+    if let Some(started) = started {
         // As tower-http's `DefaultOnResponse` words it for every other route.
         tracing::info!(
             parent: &span,
