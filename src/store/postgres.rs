@@ -46,9 +46,6 @@ type Result<T> = super::Result<T>;
 /// have one each besides).
 pub const MAX_CONNECTIONS: usize = 10;
 
-const AUDIT_DEFAULT_LIMIT: u32 = 100;
-const AUDIT_MAX_LIMIT: u32 = 1000;
-
 /// A write is tried this many times when it meets a deadlock or a dead connection.
 const ATTEMPTS: u32 = 3;
 
@@ -1001,11 +998,7 @@ impl MetaStore for PgStore {
         if let Some(since) = filter.since {
             sql.require("at >=", since);
         }
-        let limit = filter
-            .limit
-            .unwrap_or(AUDIT_DEFAULT_LIMIT)
-            .min(AUDIT_MAX_LIMIT);
-        let limit = sql.bind(i64::from(limit));
+        let limit = sql.bind(i64::from(filter.effective_limit()));
         let text = format!(
             "SELECT id, at, actor, org, action, target, address, detail FROM audit {} \
              ORDER BY at DESC, id DESC LIMIT {limit}",

@@ -162,6 +162,19 @@ pub struct AuditFilter {
     pub limit: Option<u32>,
 }
 
+impl AuditFilter {
+    pub const DEFAULT_LIMIT: u32 = 100;
+    pub const MAX_LIMIT: u32 = 1000;
+
+    /// How many events a query returns at most: the asked limit, 100 when none, never more than
+    /// 1000. Every store answers alike.
+    pub fn effective_limit(&self) -> u32 {
+        self.limit
+            .unwrap_or(Self::DEFAULT_LIMIT)
+            .min(Self::MAX_LIMIT)
+    }
+}
+
 /// An enrolled client machine. Its token is stored only as a hash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Device {

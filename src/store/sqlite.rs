@@ -43,9 +43,6 @@ use std::time::Duration;
 /// How long a statement waits for another process's write lock before it fails with "busy".
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
-const AUDIT_DEFAULT_LIMIT: u32 = 100;
-const AUDIT_MAX_LIMIT: u32 = 1000;
-
 /// The SQLite [`MetaStore`]. One connection behind a mutex; the server keeps its hot reads in
 /// memory and reloads them when [`MetaStore::change_counter`] moves.
 pub struct SqliteStore {
@@ -901,11 +898,7 @@ impl MetaStore for SqliteStore {
         if let Some(since) = filter.since {
             sql.require("at >=", since);
         }
-        let limit = filter
-            .limit
-            .unwrap_or(AUDIT_DEFAULT_LIMIT)
-            .min(AUDIT_MAX_LIMIT);
-        let limit = sql.bind(i64::from(limit));
+        let limit = sql.bind(i64::from(filter.effective_limit()));
         let text = format!(
             "SELECT id, at, actor, org, action, target, address, detail FROM audit {} \
              ORDER BY at DESC, id DESC LIMIT {limit}",
