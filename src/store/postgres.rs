@@ -19,6 +19,7 @@
 //! Connections are plain TCP or unix sockets (no TLS): run PostgreSQL on the same host or a
 //! private network, or behind a TLS tunnel.
 
+mod build_lock;
 mod changes;
 mod fleet;
 mod pool;
@@ -48,12 +49,6 @@ pub const MAX_CONNECTIONS: usize = 10;
 
 /// A write is tried this many times when it meets a deadlock or a dead connection.
 const ATTEMPTS: u32 = 3;
-
-/// The `pg_advisory_lock` key of the build lock ("depot" in ASCII, then 2).
-const BUILD_LOCK: i64 = 0x6465_706f_7402;
-
-/// The `application_name` of a connection holding (or waiting for) the build lock.
-const BUILD_LOCK_APPLICATION_NAME: &str = "depot build lock";
 
 /// What went wrong talking to PostgreSQL.
 #[derive(Debug, thiserror::Error)]
@@ -424,18 +419,6 @@ impl Filter {
 
     fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
         self.values.iter().map(|v| v.as_ref()).collect()
-    }
-}
-
-/// A session-level advisory lock, held as long as its connection.
-struct AdvisoryLock {
-    client: Option<postgres::Client>,
-}
-
-impl Drop for AdvisoryLock {
-    /// Closing the session releases the lock.
-    fn drop(&mut self) {
-        pool::close_off_runtime(self.client.take().into_iter().collect());
     }
 }
 
@@ -1081,13 +1064,7 @@ impl MetaStore for PgStore {
     /// Waits for `pg_advisory_lock` on a connection the guard keeps: every process on this
     /// database, whatever host it runs on, takes the same lock.
     fn lock_builds(&self) -> Result<BuildLock> {
-        let mut config = self.config.clone();
-        config.application_name(BUILD_LOCK_APPLICATION_NAME);
-        let mut client = pool::connect(&config)?;
-        client.execute("SELECT pg_advisory_lock($1)", &[&BUILD_LOCK])?;
-        Ok(BuildLock::new(AdvisoryLock {
-            client: Some(client),
-        }))
+        build_lock::acquire(&self.config)
     }
 }
 
