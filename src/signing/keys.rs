@@ -307,7 +307,7 @@ impl PublicKey {
     }
 
     /// The key id as minisign prints it: the 8 bytes read as a little-endian number, in
-    /// 16 upper-case hex digits.
+    /// 16 upper-case hex digits (minisign 0.12 pads to 16; 0.11 dropped leading zeros).
     pub fn key_id(&self) -> String {
         key_id_hex(&self.key_id)
     }
