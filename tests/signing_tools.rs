@@ -241,7 +241,10 @@ fn we_load_a_key_made_by_the_stock_tool() {
         u64::from_str_radix(hex, 16).unwrap()
     };
     assert_eq!(key_id_of(our_comment), key_id_of(their_comment));
-    assert_eq!(our_comment.len(), "untrusted comment: minisign public key ".len() + 16);
+    assert_eq!(
+        our_comment.len(),
+        "untrusted comment: minisign public key ".len() + 16
+    );
 
     let file = tmp.path().join("f");
     std::fs::write(&file, b"hello").unwrap();

@@ -124,7 +124,7 @@ where
             .depot
             .update_check_of(&device, platform, current, address)
         {
-            return fleet::answer_json(&answer?);
+            return Ok(fleet::answer_json(&answer?));
         }
         // The manifest is due for a signature: the route's way, with the store.
         let caller = authenticate(&state.app, &parts.headers, address)

@@ -11,6 +11,7 @@
 
 pub mod auth;
 pub mod body;
+mod connections;
 pub mod error;
 pub mod extract;
 pub mod forwarded;
@@ -23,22 +24,20 @@ pub mod routes;
 use crate::service::Depot;
 use crate::store::{BlobStore, MetaStore};
 use auth::TokenCache;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::handler::Handler;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{on, MethodFilter};
 use axum::Router;
 use body::BlobMaps;
+pub use connections::{serve, shutdown_signal, tls_acceptor};
 use error::ApiError;
 pub use hot_path::App;
 use metrics::Metrics;
-use std::future::Future;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 use utoipa::openapi::path::{HttpMethod, Paths};
 
@@ -85,6 +84,9 @@ pub struct ServerOptions {
     pub max_connections: usize,
     /// Proxies whose `X-Forwarded-For` names the client (see [`forwarded`]); none by default.
     pub trusted_proxies: forwarded::TrustedProxies,
+    /// Threads serving connections, each owning the connections it is given (see
+    /// [`connections`]); one per core by default.
+    pub connection_workers: usize,
     pub tls: Option<TlsFiles>,
 }
 
@@ -99,6 +101,7 @@ impl Default for ServerOptions {
             mapped_blobs: body::DEFAULT_MAPPED_BLOBS,
             max_connections: 10_000,
             trusted_proxies: forwarded::TrustedProxies::default(),
+            connection_workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
             tls: None,
         }
     }
@@ -494,218 +497,4 @@ async fn request_timeout(State(state): State<AppState>, request: Request, next: 
         Ok(response) => response,
         Err(_) => ApiError::Timeout.into_response(),
     }
-}
-
-/// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let interrupt = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %e, "cannot listen for SIGINT");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => {},
-        () = terminate => {},
-    }
-}
-
-/// The TLS acceptor for the given PEM files.
-pub fn tls_acceptor(files: &TlsFiles) -> Result<tokio_rustls::TlsAcceptor> {
-    let read = |what, path: &PathBuf| {
-        std::fs::read(path).map_err(|source| ServerError::ReadPem {
-            what,
-            path: path.clone(),
-            source,
-        })
-    };
-    let cert_pem = read("certificate", &files.cert)?;
-    let certs: Vec<_> = rustls_pemfile::certs(&mut cert_pem.as_slice())
-        .collect::<std::result::Result<_, _>>()
-        .map_err(|source| ServerError::ReadPem {
-            what: "certificate",
-            path: files.cert.clone(),
-            source,
-        })?;
-    if certs.is_empty() {
-        return Err(ServerError::EmptyPem {
-            what: "certificate",
-            path: files.cert.clone(),
-        });
-    }
-    let key_pem = read("private key", &files.key)?;
-    let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
-        .map_err(|source| ServerError::ReadPem {
-            what: "private key",
-            path: files.key.clone(),
-            source,
-        })?
-        .ok_or_else(|| ServerError::EmptyPem {
-            what: "private key",
-            path: files.key.clone(),
-        })?;
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()?
-    .with_no_client_auth()
-    .with_single_cert(certs, key)?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
-}
-
-/// A TLS handshake that has not finished by then is dropped.
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Serves `app` on `listener` until `shutdown` resolves, then stops accepting and gives open
-/// connections `options.shutdown_grace` to finish what they are doing.
-pub async fn serve(
-    listener: TcpListener,
-    app: App,
-    options: &ServerOptions,
-    shutdown: impl Future<Output = ()>,
-) -> Result<()> {
-    let tls = options.tls.as_ref().map(tls_acceptor).transpose()?;
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(options.header_read_timeout)
-        .keep_alive(true);
-    // Each connection holds a receiver: the sender tells them to finish, and its `closed()`
-    // resolves when the last one has.
-    let (stop, stopping) = tokio::sync::watch::channel(false);
-    let slots = Arc::new(tokio::sync::Semaphore::new(options.max_connections.max(1)));
-    tokio::pin!(shutdown);
-    loop {
-        // A slot first: at the limit, new connections wait in the kernel's listen queue.
-        let slot = tokio::select! {
-            () = &mut shutdown => break,
-            slot = Arc::clone(&slots).acquire_owned() => match slot {
-                Ok(slot) => slot,
-                Err(_) => break,
-            },
-        };
-        let (stream, address) = tokio::select! {
-            () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        let _ = stream.set_nodelay(true);
-        let service = connection_service(app.clone(), address, &options.trusted_proxies);
-        let http = http.clone();
-        let stopping = stopping.clone();
-        match &tls {
-            None => {
-                let connection =
-                    http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-                tokio::spawn(async move {
-                    run_connection(connection, stopping, address).await;
-                    drop(slot);
-                });
-            }
-            Some(acceptor) => {
-                let acceptor = acceptor.clone();
-                tokio::spawn(async move {
-                    let _slot = slot;
-                    let stream =
-                        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream))
-                            .await
-                        {
-                            Ok(Ok(stream)) => stream,
-                            Ok(Err(e)) => {
-                                tracing::debug!(error = %e, %address, "TLS handshake failed");
-                                return;
-                            }
-                            Err(_) => return,
-                        };
-                    let connection =
-                        http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-                    run_connection(connection, stopping, address).await;
-                });
-            }
-        }
-    }
-    drop(listener);
-    drop(stopping);
-    tracing::info!(grace = ?options.shutdown_grace, "shutting down; finishing in-flight requests");
-    let _ = stop.send(true);
-    if tokio::time::timeout(options.shutdown_grace, stop.closed())
-        .await
-        .is_err()
-    {
-        tracing::warn!("in-flight requests did not finish in time; closing their connections");
-    }
-    Ok(())
-}
-
-/// Serves one connection; when shutdown is asked for, the request in flight finishes (a download
-/// to its last byte) and the connection then closes instead of waiting for another.
-async fn run_connection<I, S>(
-    connection: hyper::server::conn::http1::Connection<I, S>,
-    mut stopping: tokio::sync::watch::Receiver<bool>,
-    address: SocketAddr,
-) where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-    S: hyper::service::HttpService<hyper::body::Incoming>,
-    S::ResBody: 'static,
-    <S::ResBody as http_body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    tokio::pin!(connection);
-    let result = tokio::select! {
-        result = connection.as_mut() => result,
-        _ = stopping.changed() => {
-            connection.as_mut().graceful_shutdown();
-            connection.await
-        }
-    };
-    if let Err(e) = result {
-        tracing::debug!(error = %e, %address, "connection ended with an error");
-    }
-}
-
-/// The per-connection service: the router, with the client address every request can read.
-/// A connection from a trusted proxy carries requests of many clients, each named by its
-/// `X-Forwarded-For`; any other connection's requests are its peer's.
-fn connection_service(
-    app: App,
-    address: SocketAddr,
-    proxies: &forwarded::TrustedProxies,
-) -> impl hyper::service::Service<
-    hyper::Request<hyper::body::Incoming>,
-    Response = Response,
-    Error = std::convert::Infallible,
-    Future = impl Future<Output = std::result::Result<Response, std::convert::Infallible>> + Send,
-> + Clone {
-    let proxy = proxies.contains(address.ip()).then(|| proxies.clone());
-    hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
-        if let Some(proxies) = &proxy {
-            let client = proxies.client(address.ip(), request.headers());
-            request
-                .extensions_mut()
-                .insert(forwarded::ForwardedClient(client));
-        }
-        request.extensions_mut().insert(ConnectInfo(address));
-        let app = app.clone();
-        async move { Ok(app.handle(request).await) }
-    })
 }

@@ -11,7 +11,8 @@ use crate::server::error::{ApiError, ApiResult, ErrorBody};
 use crate::server::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::server::ApiState;
 use crate::service::fleet::{
-    DeviceFilter, DeviceView, EnrollRequest, Enrolled, RolloutView, UpdateAnswer, UsageView,
+    DeviceFilter, DeviceView, EncodedAnswer, EnrollRequest, Enrolled, RolloutView, UpdateAnswer,
+    UsageView,
 };
 use crate::store::EventKind;
 use axum::extract::State;
@@ -107,7 +108,7 @@ pub(crate) async fn answer_update_check(
         Some(answer) => answer?,
         None => blocking(move || state.depot.update_check(&id, platform, current, address)).await?,
     };
-    answer_json(&answer)
+    Ok(answer_json(&answer))
 }
 
 /// The platform and version an update check names; 422 when either is not one.
@@ -121,20 +122,17 @@ pub(crate) fn parse_check(check: &UpdateCheck) -> ApiResult<(Platform, Option<Ve
     Ok((platform, current))
 }
 
-/// The answer as JSON, written once into a buffer of about its size: the manifest and its
-/// signature are most of it and their length is known.
-pub(crate) fn answer_json(answer: &UpdateAnswer) -> ApiResult<Response> {
-    let mut body =
-        Vec::with_capacity(answer.manifest.len() * 5 / 4 + answer.manifest_minisig.len() + 1024);
-    serde_json::to_writer(&mut body, answer).map_err(ApiError::internal)?;
-    Ok((
+/// The answer as JSON: bytes encoded when the answer was first made, shared by every request
+/// that gets the same answer.
+pub(crate) fn answer_json(answer: &EncodedAnswer) -> Response {
+    (
         [(
             axum::http::header::CONTENT_TYPE,
             axum::http::HeaderValue::from_static("application/json"),
         )],
-        body,
+        answer.json.clone(),
     )
-        .into_response())
+        .into_response()
 }
 
 #[utoipa::path(post, path = "/v1/devices/events", tag = "devices", request_body = DeviceReport,

@@ -17,7 +17,7 @@ mod snapshot;
 mod tests;
 
 pub use checkins::{CheckinBuffer, CheckinRef};
-pub use encoded::{EncodedManifest, JsonText};
+pub use encoded::{EncodedAnswer, EncodedManifest, JsonText};
 pub use snapshot::{DeviceEntry, DeviceIndex, Snapshot};
 
 use super::{now, Actor, Depot, Result, ServiceError};
@@ -319,7 +319,7 @@ impl Depot {
         platform: Platform,
         current: Option<Version>,
         address: Option<IpAddr>,
-    ) -> Option<Result<UpdateAnswer>> {
+    ) -> Option<Result<EncodedAnswer>> {
         let snap = &device.snap;
         let devices = snap.devices();
         let entry = devices.by_token(&device.token_hash)?;
@@ -484,7 +484,7 @@ impl Depot {
         platform: Platform,
         current: Option<Version>,
         address: Option<IpAddr>,
-    ) -> Result<UpdateAnswer> {
+    ) -> Result<EncodedAnswer> {
         let snap = self.fleet_snapshot()?;
         let (device, org) = device_and_org(&snap, device_id, platform)?;
         let signed = self.manifest_for(&snap, org, platform)?;
@@ -499,7 +499,7 @@ impl Depot {
         platform: Platform,
         current: Option<Version>,
         address: Option<IpAddr>,
-    ) -> Option<Result<UpdateAnswer>> {
+    ) -> Option<Result<EncodedAnswer>> {
         let snap = self.fresh_snapshot()?;
         let (device, org) = match device_and_org(&snap, device_id, platform) {
             Ok(found) => found,
@@ -519,7 +519,7 @@ impl Depot {
         current: Option<Version>,
         address: Option<IpAddr>,
         signed: EncodedManifest,
-    ) -> Result<UpdateAnswer> {
+    ) -> Result<EncodedAnswer> {
         let channel = &org.config.channel;
         let min_version = snap
             .channels
@@ -555,34 +555,42 @@ impl Depot {
             &ChannelPolicy { min_version },
             &candidates,
         );
-        let mut offered = None;
-        let offer = match decision {
+        let offered = match &decision {
             Decision::UpToDate => None,
-            Decision::Offer {
-                version,
-                mandatory,
-                rollback,
-            } => {
-                let package = snap
-                    .package(&org.code, &version, platform)
-                    .ok_or_else(|| ServiceError::NotFound(format!("package of {version}")))?;
-                let notes = snap
-                    .releases
-                    .iter()
-                    .find(|r| r.version == version)
-                    .map(|r| r.notes.clone())
-                    .unwrap_or_default();
-                let offer = Offer {
-                    version: version.to_string(),
+            Decision::Offer { version, .. } => Some(version),
+        };
+        let answer = signed.answer(snap.generation, &decision, || {
+            let offer = match &decision {
+                Decision::UpToDate => None,
+                Decision::Offer {
+                    version,
                     mandatory,
                     rollback,
-                    notes,
-                    package: Arc::clone(&package.offer),
-                };
-                offered = Some(version);
-                Some(offer)
-            }
-        };
+                } => {
+                    let package = snap
+                        .package(&org.code, version, platform)
+                        .ok_or_else(|| ServiceError::NotFound(format!("package of {version}")))?;
+                    let notes = snap
+                        .releases
+                        .iter()
+                        .find(|r| &r.version == version)
+                        .map(|r| r.notes.clone())
+                        .unwrap_or_default();
+                    Some(Offer {
+                        version: version.to_string(),
+                        mandatory: *mandatory,
+                        rollback: *rollback,
+                        notes,
+                        package: Arc::clone(&package.offer),
+                    })
+                }
+            };
+            Ok(UpdateAnswer {
+                offer,
+                manifest: signed.json.clone(),
+                manifest_minisig: signed.minisig.clone(),
+            })
+        })?;
         self.fleet.checkins.push(
             CheckinRef {
                 device_id: &device.id,
@@ -590,15 +598,11 @@ impl Depot {
                 address,
                 version: current.as_ref(),
                 platform,
-                offered: offered.as_ref().map(|v| (v, channel)),
+                offered: offered.map(|v| (v, channel)),
             },
             &self.meta,
         );
-        Ok(UpdateAnswer {
-            offer,
-            manifest: signed.json,
-            manifest_minisig: signed.minisig,
-        })
+        Ok(answer)
     }
 
     /// A device's report on a release. Installed and failed reports count toward the automatic
