@@ -16,14 +16,16 @@
 use super::auth::{authenticate, bearer_secret};
 use super::error::{ApiError, ApiResult};
 use super::extract::{parse_json, require_json};
+use super::metrics::{Metrics, RequestCount};
 use super::routes::fleet::{self, UpdateCheck};
-use super::{forwarded, metrics::Metrics, ApiState};
+use super::{forwarded, ApiState};
 use crate::service::fleet::{CheckingDevice, DEVICE_TOKEN_PREFIX};
 use axum::body::{Body, Bytes};
 use axum::http::{Method, Request};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use http_body_util::{BodyExt, Limited};
+use std::sync::Arc;
 use std::time::Instant;
 use tracing::Instrument;
 
@@ -35,11 +37,22 @@ pub const UPDATE_CHECK: &str = "/v1/update-check";
 pub struct App {
     router: Router,
     /// `None` when the server has no depot (downloads only): the router answers everything.
-    updates: Option<ApiState>,
+    updates: Option<UpdateChecks>,
+}
+
+#[derive(Clone)]
+struct UpdateChecks {
+    state: ApiState,
+    /// Most checks are answered 200: their count, found once.
+    answered: Arc<RequestCount>,
 }
 
 impl App {
     pub(super) fn new(router: Router, updates: Option<ApiState>) -> Self {
+        let updates = updates.map(|state| UpdateChecks {
+            answered: state.app.metrics.request_counter("POST", UPDATE_CHECK, 200),
+            state,
+        });
         App { router, updates }
     }
 
@@ -55,10 +68,10 @@ impl App {
         B::Error: Into<axum::BoxError>,
     {
         match &self.updates {
-            Some(state)
+            Some(checks)
                 if request.method() == Method::POST && request.uri().path() == UPDATE_CHECK =>
             {
-                update_check(state, request).await
+                update_check(checks, request).await
             }
             _ => {
                 let result =
@@ -73,11 +86,12 @@ impl App {
 }
 
 /// The route's layers, unrolled: metrics, span and response log, body limit.
-async fn update_check<B>(state: &ApiState, request: Request<B>) -> Response
+async fn update_check<B>(checks: &UpdateChecks, request: Request<B>) -> Response
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<axum::BoxError>,
 {
+    let state = &checks.state;
     let metrics: &Metrics = &state.app.metrics;
     metrics.request_started();
     // Spans cost formatting only when enabled, which at the default level they are not.
@@ -87,12 +101,18 @@ where
         tracing::Span::none()
     };
     let started = (!span.is_disabled()).then(Instant::now);
-    let response = match answer(state, request).instrument(span.clone()).await {
-        Ok(response) => response,
-        Err(e) => e.into_response(),
+    let answered = if started.is_some() {
+        answer(state, request).instrument(span.clone()).await
+    } else {
+        answer(state, request).await
     };
+    let response = answered.unwrap_or_else(IntoResponse::into_response);
     let status = response.status().as_u16();
-    metrics.request_finished("POST", UPDATE_CHECK, status);
+    if status == 200 {
+        metrics.request_finished_on(&checks.answered);
+    } else {
+        metrics.request_finished("POST", UPDATE_CHECK, status);
+    }
     if let Some(started) = started {
         // As tower-http's `DefaultOnResponse` words it for every other route.
         tracing::info!(
@@ -308,7 +328,7 @@ mod tests {
         }
         // The cases are not all alike: offers, no offers, and (below) every kind of refusal.
         assert!(offers > 0 && offers < cases.len());
-        let metrics = app.updates.as_ref().unwrap().app.metrics.render();
+        let metrics = app.updates.as_ref().unwrap().state.app.metrics.render();
         for status in [200, 401, 403, 413, 415, 400, 422] {
             assert!(
                 metrics.contains(&format!(

@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -17,6 +18,9 @@ pub struct FailureLimiter {
     max_failures: u32,
     window: Duration,
     failures: Mutex<HashMap<IpAddr, Window>>,
+    /// Whether some address may be blocked. Every request asks [`FailureLimiter::is_blocked`],
+    /// almost always when none is: then the answer needs neither the lock nor the clock.
+    any_blocked: AtomicBool,
 }
 
 #[derive(Clone, Copy)]
@@ -32,11 +36,15 @@ impl FailureLimiter {
             max_failures,
             window,
             failures: Mutex::new(HashMap::new()),
+            any_blocked: AtomicBool::new(false),
         }
     }
 
     /// Whether the address has used up its failures.
     pub fn is_blocked(&self, address: IpAddr) -> bool {
+        if !self.any_blocked.load(Ordering::Acquire) {
+            return false;
+        }
         let now = Instant::now();
         self.lock().get(&address).is_some_and(|w| {
             now.duration_since(w.started) < self.window && w.count >= self.max_failures
@@ -52,6 +60,9 @@ impl FailureLimiter {
             if failures.len() >= MAX_TRACKED {
                 failures.clear();
             }
+            if !failures.values().any(|w| w.count >= self.max_failures) {
+                self.any_blocked.store(false, Ordering::Release);
+            }
         }
         let window = failures.entry(address).or_insert(Window {
             started: now,
@@ -64,6 +75,9 @@ impl FailureLimiter {
             };
         }
         window.count = window.count.saturating_add(1);
+        if window.count >= self.max_failures {
+            self.any_blocked.store(true, Ordering::Release);
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, Window>> {

@@ -3,7 +3,8 @@
 //! Requests are labelled by route template (`/v1/download/{org}/{version}/{file}`), never by the
 //! raw path, so that a scanner requesting random URLs cannot grow the label set; unmatched paths
 //! share one label. Nothing here blocks or allocates per byte: the bytes-served counter is a
-//! single atomic the download body adds to.
+//! single atomic the download body adds to. Counters every request touches are [`Sharded`]:
+//! with connections served on every core, one shared atomic would bounce between them.
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::Method;
@@ -11,7 +12,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -22,17 +23,58 @@ const BUILD_BUCKETS: [f64; 10] = [0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.
 pub struct Metrics {
     /// By route template, then by method and status: counting a request that was seen before
     /// takes two read locks and an atomic add, and allocates nothing.
-    requests: RwLock<HashMap<Box<str>, RwLock<Vec<RequestCount>>>>,
-    in_flight: AtomicI64,
+    requests: RwLock<HashMap<Box<str>, RwLock<Vec<Arc<RequestCount>>>>>,
+    in_flight: Sharded,
     bytes_served: Arc<AtomicU64>,
     downloads: Mutex<BTreeMap<(String, String), u64>>,
     builds: Mutex<Histogram>,
 }
 
-struct RequestCount {
+/// The count of one method, route and status, which a busy route may hold on to (see
+/// [`Metrics::request_counter`]) to count without looking it up.
+pub struct RequestCount {
     method: &'static str,
     status: u16,
-    count: AtomicU64,
+    count: Sharded,
+}
+
+impl RequestCount {
+    pub fn add_one(&self) {
+        self.count.add(1);
+    }
+}
+
+/// Shards of a counter per thread, each on a cache line of its own; the value is their sum.
+#[derive(Default)]
+struct Sharded {
+    shards: [Padded; SHARDS],
+}
+
+const SHARDS: usize = 8;
+
+#[derive(Default)]
+#[repr(align(64))]
+struct Padded(AtomicI64);
+
+impl Sharded {
+    fn add(&self, n: i64) {
+        thread_local! {
+            // Threads take shards in turn, so a handful of busy threads never share one.
+            static SHARD: usize = {
+                static NEXT: AtomicUsize = AtomicUsize::new(0);
+                NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS
+            };
+        }
+        let shard = SHARD.try_with(|s| *s).unwrap_or(0);
+        self.shards[shard].0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn get(&self) -> i64 {
+        self.shards
+            .iter()
+            .map(|s| s.0.load(Ordering::Relaxed))
+            .sum()
+    }
 }
 
 #[derive(Default)]
@@ -71,29 +113,45 @@ impl Metrics {
 
     /// A request is being handled (the in-flight gauge).
     pub fn request_started(&self) {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.in_flight.add(1);
     }
 
     /// A request was answered: counted by method, route template and status.
     pub fn request_finished(&self, method: &'static str, route: &str, status: u16) {
-        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.in_flight.add(-1);
         self.count_request(method, route, status);
+    }
+
+    /// A request counted on `counter` (from [`Metrics::request_counter`]) was answered.
+    pub fn request_finished_on(&self, counter: &RequestCount) {
+        self.in_flight.add(-1);
+        counter.add_one();
     }
 
     fn count_request(&self, method: &'static str, route: &str, status: u16) {
         {
             let routes = read(&self.requests);
             if let Some(counts) = routes.get(route) {
-                let found = read(counts)
+                if let Some(c) = read(counts)
                     .iter()
                     .find(|c| c.method == method && c.status == status)
-                    .map(|c| c.count.fetch_add(1, Ordering::Relaxed))
-                    .is_some();
-                if found {
+                {
+                    c.add_one();
                     return;
                 }
             }
         }
+        self.request_counter(method, route, status).add_one();
+    }
+
+    /// The counter of one method, route and status, for a route that counts without looking
+    /// it up each time. A count of zero is not shown.
+    pub fn request_counter(
+        &self,
+        method: &'static str,
+        route: &str,
+        status: u16,
+    ) -> Arc<RequestCount> {
         let mut routes = self.requests.write().unwrap_or_else(|p| p.into_inner());
         let counts = routes.entry(route.into()).or_default();
         let mut counts = counts.write().unwrap_or_else(|p| p.into_inner());
@@ -101,14 +159,16 @@ impl Metrics {
             .iter()
             .find(|c| c.method == method && c.status == status)
         {
-            Some(c) => {
-                c.count.fetch_add(1, Ordering::Relaxed);
+            Some(c) => Arc::clone(c),
+            None => {
+                let c = Arc::new(RequestCount {
+                    method,
+                    status,
+                    count: Sharded::default(),
+                });
+                counts.push(Arc::clone(&c));
+                c
             }
-            None => counts.push(RequestCount {
-                method,
-                status,
-                count: AtomicU64::new(1),
-            }),
         }
     }
 
@@ -118,10 +178,10 @@ impl Metrics {
         let mut sorted = BTreeMap::new();
         for (route, counts) in routes.iter() {
             for c in read(counts).iter() {
-                sorted.insert(
-                    (c.method, route.to_string(), c.status),
-                    c.count.load(Ordering::Relaxed),
-                );
+                let n = c.count.get();
+                if n > 0 {
+                    sorted.insert((c.method, route.to_string(), c.status), n as u64);
+                }
             }
         }
         sorted
@@ -152,7 +212,7 @@ impl Metrics {
         writeln!(
             out,
             "depot_http_requests_in_flight {}",
-            self.in_flight.load(Ordering::Relaxed)
+            self.in_flight.get()
         )?;
         writeln!(
             out,
@@ -261,5 +321,39 @@ mod tests {
         assert!(text.contains("depot_build_duration_seconds_bucket{le=\"300\"} 1"));
         assert!(text.contains("depot_build_duration_seconds_bucket{le=\"+Inf\"} 2"));
         assert!(text.contains("depot_build_duration_seconds_count 2"));
+    }
+
+    #[test]
+    fn counts_from_many_threads_add_up_and_a_held_counter_shows_only_once_used() {
+        let m = Arc::new(Metrics::default());
+        let held = m.request_counter("POST", "/v1/update-check", 200);
+        assert!(
+            !m.render().contains("/v1/update-check"),
+            "a zero count is not shown"
+        );
+        let threads: Vec<_> = (0..12)
+            .map(|_| {
+                let (m, held) = (Arc::clone(&m), Arc::clone(&held));
+                std::thread::spawn(move || {
+                    for _ in 0..1000 {
+                        m.request_started();
+                        m.request_finished_on(&held);
+                        m.request_started();
+                        m.request_finished("POST", "/v1/update-check", 401);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let text = m.render();
+        assert!(text.contains(
+            "depot_http_requests_total{method=\"POST\",route=\"/v1/update-check\",status=\"200\"} 12000\n"
+        ));
+        assert!(text.contains(
+            "depot_http_requests_total{method=\"POST\",route=\"/v1/update-check\",status=\"401\"} 12000\n"
+        ));
+        assert!(text.contains("depot_http_requests_in_flight 0\n"));
     }
 }

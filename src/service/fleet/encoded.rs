@@ -68,22 +68,33 @@ impl Serialize for JsonText {
     }
 }
 
-/// A signed manifest as answers carry it, and the answers made with it so far.
+/// A signed manifest as answers carry it, and the answers made with it so far. Cloning shares
+/// it (one reference count: every update check takes one).
 #[derive(Debug, Clone)]
-pub struct EncodedManifest {
+pub struct EncodedManifest(Arc<Encoded>);
+
+#[derive(Debug)]
+pub struct Encoded {
     pub json: JsonText,
     pub minisig: JsonText,
     /// A new signature starts with none: an answer never outlives the manifest it carries.
-    answers: Arc<AnswerBodies>,
+    answers: AnswerBodies,
+}
+
+impl std::ops::Deref for EncodedManifest {
+    type Target = Encoded;
+    fn deref(&self) -> &Encoded {
+        &self.0
+    }
 }
 
 impl From<&crate::updates::SignedManifest> for EncodedManifest {
     fn from(signed: &crate::updates::SignedManifest) -> Self {
-        EncodedManifest {
+        EncodedManifest(Arc::new(Encoded {
             json: JsonText::new(&signed.json),
             minisig: JsonText::new(&signed.minisig),
-            answers: Arc::default(),
-        }
+            answers: AnswerBodies::default(),
+        }))
     }
 }
 
