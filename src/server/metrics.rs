@@ -23,12 +23,15 @@ const BUILD_BUCKETS: [f64; 10] = [0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.
 pub struct Metrics {
     /// By route template, then by method and status: counting a request that was seen before
     /// takes two read locks and an atomic add, and allocates nothing.
-    requests: RwLock<HashMap<Box<str>, RwLock<Vec<Arc<RequestCount>>>>>,
+    requests: RwLock<HashMap<Box<str>, RouteCounts>>,
     in_flight: Sharded,
     bytes_served: Arc<AtomicU64>,
     downloads: Mutex<BTreeMap<(String, String), u64>>,
     builds: Mutex<Histogram>,
 }
+
+/// A route's counts, by method and status.
+type RouteCounts = RwLock<Vec<Arc<RequestCount>>>;
 
 /// The count of one method, route and status, which a busy route may hold on to (see
 /// [`Metrics::request_counter`]) to count without looking it up.
