@@ -272,8 +272,7 @@ fn parse_trusted_proxy(entry: &str) -> Result<IpNet> {
 /// The lifetime of presigned download URLs, as `presign_downloads` and `--presign-downloads`
 /// take it: 1 second to 7 days (the longest SigV4 allows).
 pub fn parse_presign_downloads(seconds: u64) -> Result<std::time::Duration> {
-    const MAX: u64 = 7 * 24 * 60 * 60;
-    if (1..=MAX).contains(&seconds) {
+    if (1..=crate::store::MAX_PRESIGN.as_secs()).contains(&seconds) {
         Ok(std::time::Duration::from_secs(seconds))
     } else {
         Err(ConfigError::Invalid {

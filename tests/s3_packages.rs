@@ -268,4 +268,61 @@ fn packages_composed_in_s3_download_and_verify_with_stock_tools() {
         head.to_lowercase().contains("repr-digest: sha-256=:"),
         "{head}"
     );
+
+    // A composed package changed inside the store behind depot's back: `depot verify`, which
+    // reads such a package once for both of its digests, names it.
+    let sums = std::fs::read_to_string(exported.join("SHA256SUMS")).unwrap();
+    let (hex, name) = sums.lines().next().unwrap().split_once("  ").unwrap();
+    let mut changed = std::fs::read(exported.join(name)).unwrap();
+    changed[1000] ^= 1;
+    overwrite_object(&bucket.0, &format!("sha256/{hex}"), changed);
+    let out = ws.output(&["verify"]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains(&format!("blob {hex} does not match its checksum")),
+        "{text}"
+    );
+}
+
+/// Replaces an object's bytes with a plain PUT, as a fault inside the store would.
+fn overwrite_object(config: &S3Config, object: &str, body: Vec<u8>) {
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https();
+    let sdk = aws_sdk_s3::config::Builder::new()
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .http_client(http)
+        .region(aws_sdk_s3::config::Region::new(config.region.clone()))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            &config.access_key_id,
+            &config.secret_access_key,
+            None,
+            None,
+            "test",
+        ))
+        .request_checksum_calculation(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired)
+        .endpoint_url(config.endpoint.clone().unwrap())
+        .force_path_style(true)
+        .build();
+    let client = aws_sdk_s3::Client::from_conf(sdk);
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(
+            client
+                .put_object()
+                .bucket(config.bucket.as_str())
+                .key(object)
+                .body(body.into())
+                .send(),
+        )
+        .unwrap();
 }

@@ -328,6 +328,17 @@ fn releases_upload_publish_rollout_yank_and_channels() {
             reqwest::blocking::multipart::Part::bytes(vec![1]).file_name("x"),
         );
     assert_eq!(upload(&f.admin, bad_part).0, 422);
+    let nul_notes = reqwest::blocking::multipart::Form::new()
+        .text("version", "11.3.2")
+        .text("notes", "line one\nnul \0 here")
+        .part(
+            "linux-x86_64",
+            reqwest::blocking::multipart::Part::bytes(vec![1]).file_name("x.tgz"),
+        );
+    let (status, body) = upload(&f.admin, nul_notes);
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("control characters"), "{body}");
+    assert_eq!(f.call("GET", "/v1/releases/11.3.2", None, None).0, 404);
     let traversal = reqwest::blocking::multipart::Form::new()
         .text("version", "11.3.1")
         .part(

@@ -259,9 +259,9 @@ impl Workers {
             return;
         };
         let open = OpenConnection::new(&worker.open);
-        if let Err(refused) = worker.queue.send((accepted, open)) {
+        if let Err(mpsc::error::SendError((refused, _))) = worker.queue.send((accepted, open)) {
             // Only a worker whose thread has died refuses; the connection is closed.
-            tracing::error!(address = %refused.0 .0.address, "connection worker is gone");
+            tracing::error!(address = %refused.address, "connection worker is gone");
         }
     }
 

@@ -75,6 +75,17 @@ impl Depot {
                 "release notes are longer than {MAX_NOTES_LEN} bytes"
             )));
         }
+        // Notes are text of lines; a NUL or other control character is not text, and
+        // PostgreSQL would refuse the NUL only after the payloads were stored.
+        if notes
+            .chars()
+            .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+        {
+            return Err(ServiceError::Invalid(
+                "release notes must not contain control characters other than line breaks and tabs"
+                    .into(),
+            ));
+        }
         if self.meta.get_release(version)?.is_some() {
             return Err(ServiceError::Conflict(format!(
                 "release {version} already exists"

@@ -7,8 +7,8 @@
 
 use super::{Depot, Result};
 use crate::domain::Sha256;
-use crate::signing::{sha256sums, StreamDigest};
-use crate::store::Package;
+use crate::signing::{sha256sums, PublicKey, StreamDigest};
+use crate::store::{Package, Segment};
 use std::collections::{BTreeMap, BTreeSet};
 
 #[derive(Debug, Default, serde::Serialize)]
@@ -30,8 +30,21 @@ impl Depot {
     pub fn verify(&self) -> Result<VerifyReport> {
         let mut report = VerifyReport::default();
         let stored: BTreeSet<Sha256> = self.blobs.list()?.into_iter().collect();
+        let packages = self.meta.list_packages(None, None)?;
+        // A package composed by the object store is a blob of its own, read once below for
+        // both of its digests (on S3, each read is the whole download).
+        let composed: BTreeSet<Sha256> = packages
+            .iter()
+            .filter_map(|p| match p.segments.as_slice() {
+                [whole] if is_whole_package(p, whole) => Some(whole.blob),
+                _ => None,
+            })
+            .collect();
         for key in &stored {
             report.blobs_checked += 1;
+            if composed.contains(key) {
+                continue;
+            }
             match self.blobs.verify(key) {
                 Ok(true) => {}
                 Ok(false) => report.problems.push(format!(
@@ -67,40 +80,14 @@ impl Depot {
             }
         }
 
-        let packages = self.meta.list_packages(None, None)?;
         let public_key = self.public_key();
         // Each payload part is hashed once; every package that starts with it clones the state.
         let mut by_part: BTreeMap<Sha256, Vec<&Package>> = BTreeMap::new();
         for package in &packages {
             report.packages_checked += 1;
-            // Composed by the object store: one blob named by the package's SHA-256, which the
-            // blob pass above re-hashed; the signature needs the BLAKE2b of the whole of it.
             if let [whole] = package.segments.as_slice() {
-                let label = package_label(package);
-                if whole.blob != package.sha256 || whole.offset != 0 || whole.len != package.size {
-                    report.problems.push(format!(
-                        "package {label} is one segment that is not its own blob"
-                    ));
-                } else if !stored.contains(&whole.blob) {
-                    report.problems.push(format!(
-                        "package {label} refers to the missing blob {}",
-                        whole.blob
-                    ));
-                } else {
-                    match self.read_digest(&whole.blob) {
-                        Ok(digest) => {
-                            let (_, prehash) = digest.finish();
-                            if let Err(e) = public_key.verify_prehashed(&prehash, &package.minisig)
-                            {
-                                report.problems.push(format!(
-                                    "package {label}: signature does not verify: {e}"
-                                ));
-                            }
-                        }
-                        Err(e) => report
-                            .problems
-                            .push(format!("package {label} cannot be read: {e}")),
-                    }
+                if let Some(problem) = self.check_composed(package, whole, &stored, &public_key) {
+                    report.problems.push(problem);
                 }
                 continue;
             }
@@ -208,6 +195,51 @@ impl Depot {
         }
         Ok(report)
     }
+}
+
+impl Depot {
+    /// A package composed by the object store: one blob named by its SHA-256, whose BLAKE2b the
+    /// signature covers. `None` when all is well, else the problem.
+    fn check_composed(
+        &self,
+        package: &Package,
+        whole: &Segment,
+        stored: &BTreeSet<Sha256>,
+        public_key: &PublicKey,
+    ) -> Option<String> {
+        let label = package_label(package);
+        if !is_whole_package(package, whole) {
+            return Some(format!(
+                "package {label} is one segment that is not its own blob"
+            ));
+        }
+        if !stored.contains(&whole.blob) {
+            return Some(format!(
+                "package {label} refers to the missing blob {}",
+                whole.blob
+            ));
+        }
+        let digest = match self.read_digest(&whole.blob) {
+            Ok(digest) => digest,
+            Err(e) => return Some(format!("package {label} cannot be read: {e}")),
+        };
+        let (sha256, prehash) = digest.finish();
+        if sha256 != whole.blob {
+            return Some(format!(
+                "blob {} does not match its checksum (changed on disk)",
+                whole.blob
+            ));
+        }
+        public_key
+            .verify_prehashed(&prehash, &package.minisig)
+            .err()
+            .map(|e| format!("package {label}: signature does not verify: {e}"))
+    }
+}
+
+/// Whether `whole`, a package's only segment, is the package itself: its own blob, whole.
+fn is_whole_package(package: &Package, whole: &Segment) -> bool {
+    whole.blob == package.sha256 && whole.offset == 0 && whole.len == package.size
 }
 
 fn package_label(p: &Package) -> String {

@@ -9,9 +9,9 @@
 
 use super::hashing_file::HashingFile;
 use super::{
-    io_err, BlobKey, BlobStore, BlobStream, BlobWriter, Composition, Result, Segment, StoreError,
+    io_err, is_lower_hex, BlobKey, BlobStore, BlobStream, BlobWriter, Composition, Result, Segment,
+    StoreError,
 };
-use sha2::Digest;
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -170,32 +170,12 @@ impl BlobStore for FsBlobStore {
         Ok(keys)
     }
 
-    fn verify(&self, key: &BlobKey) -> Result<bool> {
-        let mut file = self.open_blob(key)?;
-        let mut hasher = sha2::Sha256::new();
-        let mut buf = vec![0; HASH_BUFFER];
-        loop {
-            let n = match file.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(io_err(format!("read {}", self.path_of(key).display()))(e)),
-            };
-            hasher.update(&buf[..n]);
-        }
-        Ok(BlobKey::from_bytes(hasher.finalize().into()) == *key)
-    }
-
     fn size(&self, key: &BlobKey) -> Result<u64> {
         let path = self.path_of(key);
         fs::metadata(&path)
             .map(|m| m.len())
             .map_err(|e| missing_or_io(key, &path, e))
     }
-}
-
-fn is_lower_hex(s: &str, len: usize) -> bool {
-    s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// A blob being written: a temp file in `tmp/`, hashed as it is written. Dropping it removes the

@@ -22,7 +22,7 @@ mod sqlite;
 pub use blobs::{remove_stale_files, FsBlobStore};
 pub use postgres::{PgError, PgStore};
 pub use records::*;
-pub use s3::{BucketName, S3BlobStore, S3Config, S3Error};
+pub use s3::{BucketName, S3BlobStore, S3Config, S3Error, MAX_PRESIGN};
 pub use sqlite::SqliteStore;
 
 use crate::domain::{Channel, EntryName, OrgCode, Sha256, Version};
@@ -50,6 +50,11 @@ pub enum StoreError {
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Whether `s` is `len` lower-case hex digits: the only spelling of a blob key (or its shard).
+pub(crate) fn is_lower_hex(s: &str, len: usize) -> bool {
+    s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
 
 pub(crate) fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StoreError {
     let context = context.into();
@@ -109,7 +114,13 @@ pub trait BlobStore: Send + Sync {
     /// Every stored blob, for `depot verify`.
     fn list(&self) -> Result<Vec<BlobKey>>;
     /// Re-hashes a blob and compares it with its key.
-    fn verify(&self, key: &BlobKey) -> Result<bool>;
+    fn verify(&self, key: &BlobKey) -> Result<bool> {
+        use sha2::Digest;
+        let mut hasher = sha2::Sha256::new();
+        std::io::copy(&mut self.reader(key)?, &mut hasher)
+            .map_err(io_err(format!("read blob {key}")))?;
+        Ok(BlobKey::from_bytes(hasher.finalize().into()) == *key)
+    }
     fn size(&self, key: &BlobKey) -> Result<u64>;
 }
 

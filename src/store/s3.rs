@@ -300,6 +300,15 @@ impl S3BlobStore {
     }
 }
 
+/// The end of `len` bytes at `offset`, which a corrupt segment could push past `u64`.
+fn end_of(key: &BlobKey, offset: u64, len: u64) -> Result<u64> {
+    offset.checked_add(len).ok_or_else(|| {
+        StoreError::Corrupt(format!(
+            "{len} bytes at offset {offset} of blob {key} overflow"
+        ))
+    })
+}
+
 impl BlobStore for S3BlobStore {
     fn create(&self) -> Result<Box<dyn BlobWriter>> {
         Ok(Box::new(writer::S3BlobWriter::new(Arc::clone(
@@ -313,11 +322,7 @@ impl BlobStore for S3BlobStore {
     }
 
     fn read_range(&self, key: &BlobKey, offset: u64, len: u64) -> Result<Vec<u8>> {
-        let end = offset.checked_add(len).ok_or_else(|| {
-            StoreError::Corrupt(format!(
-                "{len} bytes at offset {offset} of blob {key} overflow"
-            ))
-        })?;
+        let end = end_of(key, offset, len)?;
         let (bucket, key) = (self.shared.bucket.clone(), *key);
         self.run(async move { bucket.read_range(&key, offset..end).await })
     }
@@ -327,9 +332,9 @@ impl BlobStore for S3BlobStore {
     }
 
     fn reader(&self, key: &BlobKey) -> Result<Box<dyn Read + Send>> {
-        let size = self.size(key)?;
+        // The whole object (no range): one GET, whose length comes with it.
         let (bucket, key) = (self.shared.bucket.clone(), *key);
-        let body = self.run(async move { bucket.get_body(&key, 0..size).await })?;
+        let (body, size) = self.run(async move { bucket.get_body(&key, 0..0).await })?;
         Ok(Box::new(stream::ChannelReader::new(
             stream::pump(&self.shared.handle, body, size),
             Arc::clone(&self.shared),
@@ -337,16 +342,12 @@ impl BlobStore for S3BlobStore {
     }
 
     fn stream_range(&self, key: &BlobKey, offset: u64, len: u64) -> Result<BlobStream> {
-        let end = offset.checked_add(len).ok_or_else(|| {
-            StoreError::Corrupt(format!(
-                "{len} bytes at offset {offset} of blob {key} overflow"
-            ))
-        })?;
+        let end = end_of(key, offset, len)?;
         if len == 0 {
             return Ok(Box::pin(futures_util::stream::empty()));
         }
         let (bucket, key) = (self.shared.bucket.clone(), *key);
-        let body = self.run(async move { bucket.get_body(&key, offset..end).await })?;
+        let (body, _) = self.run(async move { bucket.get_body(&key, offset..end).await })?;
         Ok(stream::into_stream(
             stream::pump(&self.shared.handle, body, len),
             Arc::clone(&self.shared),
@@ -356,22 +357,6 @@ impl BlobStore for S3BlobStore {
     fn list(&self) -> Result<Vec<BlobKey>> {
         let bucket = self.shared.bucket.clone();
         self.run(async move { bucket.list().await })
-    }
-
-    fn verify(&self, key: &BlobKey) -> Result<bool> {
-        use sha2::Digest;
-        let mut reader = self.reader(key)?;
-        let mut hasher = sha2::Sha256::new();
-        let mut buf = vec![0; 1 << 20];
-        loop {
-            match reader.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => hasher.update(&buf[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(super::io_err(format!("read S3 blob {key}"))(e)),
-            }
-        }
-        Ok(BlobKey::from_bytes(hasher.finalize().into()) == *key)
     }
 
     fn size(&self, key: &BlobKey) -> Result<u64> {

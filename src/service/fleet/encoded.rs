@@ -147,7 +147,8 @@ impl EncodedManifest {
             }
         }
         let answer = make()?;
-        let mut json = Vec::with_capacity(self.json.len() * 5 / 4 + self.minisig.len() + 1024);
+        let literals = self.json.literal.get().len() + self.minisig.literal.get().len();
+        let mut json = Vec::with_capacity(literals + 1024);
         serde_json::to_writer(&mut json, &answer).map_err(|e| super::ServiceError::Io {
             context: "encode an update answer".into(),
             source: e.into(),

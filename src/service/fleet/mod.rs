@@ -241,6 +241,39 @@ fn device_and_org<'a>(
     Ok((device, org))
 }
 
+/// What a decision offers the device: the release's notes and its package for the platform.
+fn offer_of(
+    snap: &Snapshot,
+    org: &crate::org::Org,
+    platform: Platform,
+    decision: &Decision,
+) -> Result<Option<Offer>> {
+    let Decision::Offer {
+        version,
+        mandatory,
+        rollback,
+    } = decision
+    else {
+        return Ok(None);
+    };
+    let package = snap
+        .package(&org.code, version, platform)
+        .ok_or_else(|| ServiceError::NotFound(format!("package of {version}")))?;
+    let notes = snap
+        .releases
+        .iter()
+        .find(|r| &r.version == version)
+        .map(|r| r.notes.clone())
+        .unwrap_or_default();
+    Ok(Some(Offer {
+        version: version.to_string(),
+        mandatory: *mandatory,
+        rollback: *rollback,
+        notes,
+        package: Arc::clone(&package.offer),
+    }))
+}
+
 /// The device's org, once the platform it asks for is the one it enrolled with.
 fn org_for<'a>(
     snap: &'a Snapshot,
@@ -560,33 +593,8 @@ impl Depot {
             Decision::Offer { version, .. } => Some(version),
         };
         let answer = signed.answer(snap.generation, &decision, || {
-            let offer = match &decision {
-                Decision::UpToDate => None,
-                Decision::Offer {
-                    version,
-                    mandatory,
-                    rollback,
-                } => {
-                    let package = snap
-                        .package(&org.code, version, platform)
-                        .ok_or_else(|| ServiceError::NotFound(format!("package of {version}")))?;
-                    let notes = snap
-                        .releases
-                        .iter()
-                        .find(|r| &r.version == version)
-                        .map(|r| r.notes.clone())
-                        .unwrap_or_default();
-                    Some(Offer {
-                        version: version.to_string(),
-                        mandatory: *mandatory,
-                        rollback: *rollback,
-                        notes,
-                        package: Arc::clone(&package.offer),
-                    })
-                }
-            };
             Ok(UpdateAnswer {
-                offer,
+                offer: offer_of(snap, org, platform, &decision)?,
                 manifest: signed.json.clone(),
                 manifest_minisig: signed.minisig.clone(),
             })

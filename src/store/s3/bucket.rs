@@ -165,7 +165,8 @@ impl Bucket {
     }
 
     /// The body of bytes `range` of the blob, checked to be exactly that range.
-    pub async fn get_body(&self, key: &BlobKey, range: Range<u64>) -> Result<ByteStream> {
+    /// The body of the object, or of `range` of it (an empty range: all of it), and its length.
+    pub async fn get_body(&self, key: &BlobKey, range: Range<u64>) -> Result<(ByteStream, u64)> {
         let object = object_key(key);
         let request = self.client.get_object().bucket(&*self.name).key(&object);
         let request = if range.is_empty() {
@@ -188,27 +189,13 @@ impl Bucket {
         if !range.is_empty() && got != range.end - range.start {
             return Err(past_end(key, &range));
         }
-        Ok(output.body)
+        Ok((output.body, got))
     }
 
     pub async fn read_all(&self, key: &BlobKey) -> Result<Vec<u8>> {
+        let (body, expected) = self.get_body(key, 0..0).await?;
         let object = object_key(key);
-        let output = match self
-            .client
-            .get_object()
-            .bucket(&*self.name)
-            .key(&object)
-            .send()
-            .await
-        {
-            Ok(output) => output,
-            Err(e) if status(&e) == Some(404) => {
-                return Err(StoreError::NotFound(format!("blob {key}")))
-            }
-            Err(e) => return Err(request_error("GetObject", object, e)),
-        };
-        let expected = length(output.content_length(), &object)?;
-        let bytes = collect(output.body, &object).await?;
+        let bytes = collect(body, &object).await?;
         if bytes.len() as u64 != expected {
             return Err(S3Error::SizeMismatch {
                 key: object,
@@ -233,7 +220,7 @@ impl Bucket {
                 Err(past_end(key, &range))
             };
         }
-        let body = self.get_body(key, range.clone()).await?;
+        let (body, _) = self.get_body(key, range.clone()).await?;
         let bytes = collect(body, &object_key(key)).await?;
         if bytes.len() as u64 != range.end - range.start {
             return Err(past_end(key, &range));
@@ -248,9 +235,7 @@ impl Bucket {
             .await?
             .iter()
             .filter_map(|object| object.strip_prefix("sha256/"))
-            .filter(|hex| {
-                hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-            })
+            .filter(|hex| crate::store::is_lower_hex(hex, 64))
             .filter_map(|hex| BlobKey::parse(hex).ok())
             .collect();
         keys.sort();
