@@ -75,22 +75,6 @@ head -c $((5 * 1024 * 1024)) /dev/urandom > "$work/payloads/client-1.1.0.tgz"
 now() { date +%s.%N; }
 elapsed() { python3 -c "print(f'{$2 - $1:.3f}')"; }
 
-cat > "$work/checks.lua" <<'LUA'
-local tokens = {}
-for line in io.lines("tokens.txt") do tokens[#tokens + 1] = line end
-math.randomseed(os.time())
-wrk.method = "POST"
-wrk.body = '{"platform":"linux-x86_64","current_version":"1.0.0"}'
-wrk.headers["Content-Type"] = "application/json"
-request = function()
-  wrk.headers["Authorization"] = "Bearer " .. tokens[math.random(#tokens)]
-  return wrk.format()
-end
-done = function(summary, latency, requests)
-  local bad = summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout
-  io.write(string.format("RESULT %.1f %.3f %d\n", summary.requests / (summary.duration / 1e6), latency:percentile(99) / 1000, bad))
-end
-LUA
 
 # One backend, in a subshell: prints "add_s publish_s small_publish_s checks_per_s p99_ms errors".
 run() { # name
@@ -129,7 +113,7 @@ for i in range(n):
     print(json.loads(data)["device_token"])
 PY
   local rps p99 bad
-  read -r _ rps p99 bad < <(wrk -t2 -c64 -d"$DURATION" -s "$work/checks.lua" "$base/v1/update-check" | grep RESULT)
+  read -r _ rps p99 bad < <(wrk -t2 -c64 -d"$DURATION" -s "$repo/benches/update_checks.lua" "$base/v1/update-check" | grep RESULT)
   kill "$server"; wait "$server" 2>/dev/null || true; server=""
   echo "$(elapsed "$a0" "$a1") $(elapsed "$a1" "$p1") $(elapsed "$s0" "$s1") $rps $p99 $bad"
 }

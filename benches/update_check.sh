@@ -6,13 +6,14 @@
 # answer (GET: nginx serves no POST to static files), in the same run, in ROUNDS alternating
 # rounds. Prints both request rates, the ratio, depot's p99 latency, that every device's
 # check-in was recorded, and the server's RSS with BIG_DEVICES enrolled devices.
-#   bash benches/update_check.sh          # 5,000 devices, 3 rounds of 5 s each, RSS at 100,000
+#   bash benches/update_check.sh          # 5,000 devices, 5 rounds of 5 s each, RSS at 100,000
 #   DEVICES=200 DURATION=2s ROUNDS=1 BIG_DEVICES=2000 bash benches/update_check.sh   # smoke
 set -euo pipefail
 cd "$(dirname "$0")/.."
+checks_lua=$PWD/benches/update_checks.lua
 DEVICES=${DEVICES:-5000}
 DURATION=${DURATION:-5s}
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-5}
 BIG_DEVICES=${BIG_DEVICES:-100000}
 DEPOT_PORT=${DEPOT_PORT:-18180}
 NGINX_PORT=${NGINX_PORT:-18181}
@@ -75,22 +76,6 @@ NGINX
 "$nginx_bin" -p "$work" -e "$work/nginx-error.log" -c "$work/nginx.conf" & pids+=($!)
 for _ in $(seq 100); do curl -fs "http://127.0.0.1:$NGINX_PORT/answer.json" > /dev/null && break; sleep 0.1; done
 
-cat > checks.lua <<'LUA'
-local tokens = {}
-for line in io.lines("tokens.txt") do tokens[#tokens + 1] = line end
-math.randomseed(os.time())
-wrk.method = "POST"
-wrk.body = '{"platform":"linux-x86_64","current_version":"1.0.0"}'
-wrk.headers["Content-Type"] = "application/json"
-request = function()
-  wrk.headers["Authorization"] = "Bearer " .. tokens[math.random(#tokens)]
-  return wrk.format()
-end
-done = function(summary, latency, requests)
-  local bad = summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout
-  io.write(string.format("RESULT %.1f %.3f %d\n", summary.requests / (summary.duration / 1e6), latency:percentile(99) / 1000, bad))
-end
-LUA
 cat > static.lua <<'LUA'
 done = function(summary, latency, requests)
   local bad = summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout
@@ -101,7 +86,7 @@ LUA
 nginx_rps=0; depot_rps=0; depot_p99=0; nginx_bad=0; depot_bad=0
 for round in $(seq "$ROUNDS"); do
   read -r _ n_rps _ n_bad < <(wrk -t2 -c64 -d"$DURATION" -s static.lua "http://127.0.0.1:$NGINX_PORT/answer.json" | grep RESULT)
-  read -r _ d_rps d_p99 d_bad < <(wrk -t2 -c64 -d"$DURATION" -s checks.lua "$base/v1/update-check" | grep RESULT)
+  read -r _ d_rps d_p99 d_bad < <(wrk -t2 -c64 -d"$DURATION" -s "$checks_lua" "$base/v1/update-check" | grep RESULT)
   printf 'round %d: nginx %8.0f req/s   depot %8.0f req/s, p99 %.2f ms   ratio %.2f\n' \
     "$round" "$n_rps" "$d_rps" "$d_p99" "$(echo "$d_rps / $n_rps" | bc -l)"
   nginx_rps=$(echo "$nginx_rps + $n_rps / $ROUNDS" | bc -l); depot_rps=$(echo "$depot_rps + $d_rps / $ROUNDS" | bc -l)

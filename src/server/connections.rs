@@ -374,6 +374,9 @@ fn connection_service(
     Future = impl Future<Output = std::result::Result<Response, std::convert::Infallible>> + Send,
 > + Clone {
     let proxy = proxies.contains(address.ip()).then(|| proxies.clone());
+    // One reference count per connection: cloning the `App` itself for every request would
+    // write the shared counts of its router and states from every core, request after request.
+    let app = Arc::new(app);
     hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
         if let Some(proxies) = &proxy {
             let client = proxies.client(address.ip(), request.headers());
@@ -382,7 +385,7 @@ fn connection_service(
                 .insert(forwarded::ForwardedClient(client));
         }
         request.extensions_mut().insert(ConnectInfo(address));
-        let app = app.clone();
+        let app = Arc::clone(&app);
         async move { Ok(app.handle(request).await) }
     })
 }

@@ -218,8 +218,15 @@ impl ReleaseManifest {
     /// Whether the server should sign a fresh manifest: less than [`RESIGN_MARGIN_SECS`] is
     /// left (or `expires_at` cannot be read).
     pub fn is_due_for_resign(&self, now_unix: i64) -> bool {
-        self.expires_at_unix().map_or(true, |expires| {
-            now_unix >= expires.saturating_sub(RESIGN_MARGIN_SECS)
+        now_unix >= self.resign_at_unix()
+    }
+
+    /// The time from which [`ReleaseManifest::is_due_for_resign`] holds, for keeping beside a
+    /// manifest rather than reading `expires_at` again on every check (`i64::MIN`, always due,
+    /// when it cannot be read).
+    pub fn resign_at_unix(&self) -> i64 {
+        self.expires_at_unix().map_or(i64::MIN, |expires| {
+            expires.saturating_sub(RESIGN_MARGIN_SECS)
         })
     }
 

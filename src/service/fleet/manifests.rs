@@ -16,8 +16,29 @@ struct Cached {
     channel: Channel,
     /// The snapshot generation it was checked against.
     generation: u64,
+    /// When it is due for a new signature, read once from the manifest.
+    resign_at: i64,
     manifest: ReleaseManifest,
     signed: EncodedManifest,
+}
+
+impl Cached {
+    fn new(
+        platform: Platform,
+        channel: &Channel,
+        generation: u64,
+        manifest: ReleaseManifest,
+        signed: EncodedManifest,
+    ) -> Self {
+        Cached {
+            platform,
+            channel: channel.clone(),
+            generation,
+            resign_at: manifest.resign_at_unix(),
+            manifest,
+            signed,
+        }
+    }
 }
 
 /// By org, then a short list of (platform, channel): the hot path finds its entry without
@@ -95,7 +116,7 @@ impl Depot {
     ) -> Option<EncodedManifest> {
         let entries = self.fleet.manifests.entries.lock().ok()?;
         let cached = find(&entries, org, platform)?;
-        (cached.generation == snap.generation && !cached.manifest.is_due_for_resign(now()))
+        (cached.generation == snap.generation && now() < cached.resign_at)
             .then(|| cached.signed.clone())
     }
 
@@ -114,7 +135,7 @@ impl Depot {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         if let Some(c) = find(&entries, org, platform) {
-            if c.generation == snap.generation && !c.manifest.is_due_for_resign(at) {
+            if c.generation == snap.generation && at < c.resign_at {
                 return Ok(c.signed.clone());
             }
         }
@@ -144,13 +165,13 @@ impl Depot {
                     store(
                         &mut entries,
                         &org.code,
-                        Cached {
+                        Cached::new(
                             platform,
-                            channel: channel.clone(),
-                            generation: snap.generation,
-                            manifest: manifest.clone(),
-                            signed: signed.clone(),
-                        },
+                            channel,
+                            snap.generation,
+                            manifest.clone(),
+                            signed.clone(),
+                        ),
                     );
                     return Ok(signed);
                 }
@@ -172,13 +193,7 @@ impl Depot {
                 store(
                     &mut entries,
                     &org.code,
-                    Cached {
-                        platform,
-                        channel: channel.clone(),
-                        generation: snap.generation,
-                        manifest,
-                        signed: signed.clone(),
-                    },
+                    Cached::new(platform, channel, snap.generation, manifest, signed.clone()),
                 );
                 return Ok(signed);
             }

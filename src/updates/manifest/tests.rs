@@ -169,10 +169,12 @@ fn expiry_and_resign_thresholds() {
     assert!(m.is_expired(expires));
     assert!(!m.is_due_for_resign(expires - RESIGN_MARGIN_SECS - 1));
     assert!(m.is_due_for_resign(expires - RESIGN_MARGIN_SECS));
+    assert_eq!(m.resign_at_unix(), expires - RESIGN_MARGIN_SECS);
     let mut broken = m;
     broken.expires_at = "next week".into();
     assert!(broken.is_expired(NOW));
     assert!(broken.is_due_for_resign(NOW));
+    assert_eq!(broken.resign_at_unix(), i64::MIN, "always due");
 }
 
 #[test]
