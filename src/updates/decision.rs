@@ -39,7 +39,6 @@
 //! version is yanked is read from this list (a version not in the list is not yanked).
 
 use std::cmp::Ordering;
-use std::fmt::{self, Write as _};
 
 use sha2::{Digest, Sha256};
 
@@ -188,23 +187,34 @@ fn rollout_target<'a, 'c: 'a>(
 /// The device's rollout bucket for a release, 0-99: the first 8 bytes of
 /// SHA-256(`device_id:version`) as a big-endian u64, mod 100 (CONTRACT 6).
 pub fn bucket(device_id: &str, version: &Version) -> u8 {
-    let mut hasher = HashWriter(Sha256::new());
-    // Writing into the hasher directly avoids a String per candidate on the check path;
-    // `HashWriter` never fails, so neither can `write!`.
-    let _ = write!(hasher, "{device_id}:{version}");
-    let digest = hasher.0.finalize();
+    let mut hasher = Sha256::new();
+    hasher.update(device_id.as_bytes());
+    hasher.update(b":");
+    hash_version(&mut hasher, version.semver());
+    let digest = hasher.finalize();
     let mut first = [0u8; 8];
     first.copy_from_slice(&digest[..8]);
     // The remainder is below 100, so the conversion never truncates.
     (u64::from_be_bytes(first) % 100) as u8
 }
 
-struct HashWriter(Sha256);
-
-impl fmt::Write for HashWriter {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        self.0.update(s.as_bytes());
-        Ok(())
+/// Feeds `version` as its `Display` writes it. Going through `Display` cost more than the rest
+/// of the decision: semver's measures what it writes before writing it (for padding), and the
+/// check path asks for a bucket on every update check.
+fn hash_version(hasher: &mut Sha256, version: &semver::Version) {
+    let mut digits = itoa::Buffer::new();
+    hasher.update(digits.format(version.major).as_bytes());
+    hasher.update(b".");
+    hasher.update(digits.format(version.minor).as_bytes());
+    hasher.update(b".");
+    hasher.update(digits.format(version.patch).as_bytes());
+    if !version.pre.is_empty() {
+        hasher.update(b"-");
+        hasher.update(version.pre.as_str().as_bytes());
+    }
+    if !version.build.is_empty() {
+        hasher.update(b"+");
+        hasher.update(version.build.as_str().as_bytes());
     }
 }
 

@@ -160,11 +160,12 @@ fn bucket_matches_the_formula_computed_with_sha2() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     for _ in 0..200 {
         let id = format!("{:032x}", rng.gen::<u128>());
+        let pre = ["", "-beta.1", "-rc.12", "-alpha", "-0.3.7", "-x-y.007z"][rng.gen_range(0..6)];
         let version = v(&format!(
-            "{}.{}.{}",
+            "{}.{}.{}{pre}",
             rng.gen_range(0..20),
-            rng.gen_range(0..20),
-            1
+            rng.gen::<u32>() >> rng.gen_range(0..32),
+            rng.gen::<u64>() >> rng.gen_range(0..64),
         ));
         let digest = sha2::Sha256::digest(format!("{id}:{version}").as_bytes());
         let first = u64::from_be_bytes(digest[..8].try_into().unwrap());
