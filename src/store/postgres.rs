@@ -288,9 +288,16 @@ fn attempt_once<'c, T>(
     Ok((tx, out, counter))
 }
 
+/// That the org exists, holding it until the transaction ends: without the lock an org deleted
+/// by another replica between this check and the write that refers to it failed the write on
+/// its foreign key. `KEY SHARE` is the lock the key check itself takes: it holds off only a
+/// deletion (or a change of the code), which then waits and takes the new rows with it.
 fn require_org(db: &mut dyn Queries, code: &OrgCode) -> Result<()> {
     if db
-        .query_opt("SELECT 1 FROM orgs WHERE code = $1", &[&code.as_str()])?
+        .query_opt(
+            "SELECT 1 FROM orgs WHERE code = $1 FOR KEY SHARE",
+            &[&code.as_str()],
+        )?
         .is_some()
     {
         Ok(())

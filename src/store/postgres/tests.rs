@@ -619,3 +619,37 @@ fn lookups_use_the_indexes() {
         assert!(!plan.contains("Sort"), "{sql}:\n{plan}");
     }
 }
+
+/// An org deleted while another replica writes a record of it: the record lands first (and goes
+/// with the org) or is refused as not found, never failing on the foreign key (a 500).
+#[test]
+fn an_org_deleted_during_a_write_into_it_is_not_found() {
+    let db = scratch!();
+    let (first, second) = (db.store(), db.store());
+    let mut refused = 0;
+    for i in 0..60 {
+        let name = format!("race{i}");
+        first.create_org(&org(&name, i)).unwrap();
+        let start = std::sync::Barrier::new(2);
+        std::thread::scope(|scope| {
+            let writer = scope.spawn(|| {
+                let token =
+                    behaviour_tests::token(&format!("tok-{i}"), Role::Partner, Some(&name), i);
+                start.wait();
+                second.create_token(&token)
+            });
+            start.wait();
+            first.delete_org(&code(&name)).unwrap();
+            match writer.join().unwrap() {
+                Ok(_) => {}
+                Err(StoreError::NotFound(_)) => refused += 1,
+                Err(e) => panic!("write {i} racing the org's deletion: {e}"),
+            }
+        });
+    }
+    assert!(
+        second.list_tokens().unwrap().is_empty(),
+        "tokens went with their orgs"
+    );
+    eprintln!("{refused} of 60 writes came after the deletion");
+}
