@@ -98,18 +98,10 @@ impl From<&crate::updates::SignedManifest> for EncodedManifest {
     }
 }
 
-/// An update answer and its JSON; cloning shares both.
+/// An update answer as JSON; cloning shares the bytes.
 #[derive(Debug, Clone)]
 pub struct EncodedAnswer {
-    pub answer: Arc<UpdateAnswer>,
     pub json: Bytes,
-}
-
-impl std::ops::Deref for EncodedAnswer {
-    type Target = UpdateAnswer;
-    fn deref(&self) -> &UpdateAnswer {
-        &self.answer
-    }
 }
 
 /// The answers made with one signed manifest, by decision, for one snapshot generation (an
@@ -154,7 +146,6 @@ impl EncodedManifest {
             source: e.into(),
         })?;
         let encoded = EncodedAnswer {
-            answer: Arc::new(answer),
             json: Bytes::from(json),
         };
         let mut made = made.write().unwrap_or_else(|p| p.into_inner());
@@ -239,7 +230,8 @@ mod tests {
             again.json.as_ptr(),
             "the bytes are shared"
         );
-        assert_eq!(first.json, serde_json::to_vec(&*first.answer).unwrap());
+        let made_again = make(&signed, &Cell::new(0))().unwrap();
+        assert_eq!(first.json, serde_json::to_vec(&made_again).unwrap());
         let value: serde_json::Value = serde_json::from_slice(&first.json).unwrap();
         assert_eq!(value["manifest"], "{\"serial\":1}");
         assert_eq!(value["offer"]["notes"], "made by call 1");

@@ -141,11 +141,16 @@ fn manifests_survive_restarts_and_are_re_signed_before_they_expire() {
                 "10.0.0.1".parse().ok(),
             )
             .unwrap();
+        let answer: serde_json::Value = serde_json::from_slice(&answer.json).unwrap();
+        let (manifest, minisig) = (
+            answer["manifest"].as_str().unwrap(),
+            answer["manifest_minisig"].as_str().unwrap(),
+        );
         depot
             .public_key()
-            .verify(answer.manifest.as_bytes(), &answer.manifest_minisig)
+            .verify(manifest.as_bytes(), minisig)
             .unwrap();
-        serde_json::from_str::<ReleaseManifest>(&answer.manifest).unwrap()
+        serde_json::from_str::<ReleaseManifest>(manifest).unwrap()
     };
     let first = check(&open(dir.path()));
     assert_eq!(first.releases.len(), 1);

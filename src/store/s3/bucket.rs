@@ -164,8 +164,8 @@ impl Bucket {
         }
     }
 
-    /// The body of bytes `range` of the blob, checked to be exactly that range.
-    /// The body of the object, or of `range` of it (an empty range: all of it), and its length.
+    /// The body of the object, or of `range` of it (an empty range: all of it), and its length,
+    /// checked to be exactly that range.
     pub async fn get_body(&self, key: &BlobKey, range: Range<u64>) -> Result<(ByteStream, u64)> {
         let object = object_key(key);
         let request = self.client.get_object().bucket(&*self.name).key(&object);
