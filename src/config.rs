@@ -18,6 +18,8 @@ pub enum ConfigError {
     },
     #[error("config {path}: {message}")]
     Parse { path: PathBuf, message: String },
+    #[error("config: {0}")]
+    Identity(#[from] crate::identity::IdentityError),
     #[error("invalid {setting} {value:?}: {rule}")]
     Invalid {
         setting: &'static str,
@@ -48,6 +50,9 @@ pub struct ConfigFile {
     pub presign_downloads: Option<u64>,
     /// Addresses or networks (`10.0.0.0/8`) of the proxies in front of `depot serve`.
     pub trusted_proxies: Option<Vec<String>>,
+    /// Single sign-on (CONTRACT 9).
+    pub sso: Option<crate::identity::SsoFile>,
+    pub roles: Option<crate::identity::RolesFile>,
 }
 
 /// What the command line (and its environment variables) said; `None` where nothing was given.
@@ -121,6 +126,8 @@ pub struct Settings {
     /// Proxies whose `X-Forwarded-For` names the client; none by default, so the header is
     /// ignored unless an operator says which peers write it.
     pub trusted_proxies: Vec<IpNet>,
+    /// Single sign-on and roles from directory groups.
+    pub identity: crate::identity::IdentityConfig,
 }
 
 impl Settings {
@@ -193,6 +200,8 @@ impl Settings {
             .iter()
             .map(|entry| parse_trusted_proxy(entry))
             .collect::<Result<_>>()?;
+        let identity =
+            crate::identity::IdentityConfig::resolve(file.sso.as_ref(), file.roles.as_ref())?;
         Ok(Settings {
             config_file,
             public_key: signing_key.with_extension("pub"),
@@ -206,6 +215,7 @@ impl Settings {
             max_upload_bytes: file.max_upload_bytes.unwrap_or(4 * 1024 * 1024 * 1024),
             max_connections: file.max_connections.unwrap_or(10_000).max(1),
             trusted_proxies,
+            identity,
         })
     }
 }

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod domain;
+pub mod identity;
 pub mod org;
 pub mod package;
 pub mod server;

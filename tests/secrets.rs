@@ -709,7 +709,9 @@ fn debug_output_hides_secrets() {
             principal: Principal::Admin,
             name: "desk-eng".into(),
         },
-        depot::domain::Sha256::digest(TOKEN.as_bytes()),
+        depot::server::portal::session::Opener::Token(depot::domain::Sha256::digest(
+            TOKEN.as_bytes(),
+        )),
     );
     let session = sessions.get(&id).unwrap();
     let debug = format!("{session:?}");

@@ -326,6 +326,8 @@ fn method_filter(method: &HttpMethod) -> MethodFilter {
         routes::releases::PublishRequest, routes::releases::PublishView, routes::releases::RolloutRequest,
         routes::releases::YankRequest, routes::releases::ChannelRequest, routes::releases::ChannelView,
         routes::tokens::NewTokenRequest, routes::tokens::CreatedToken,
+        routes::identity::MeView, routes::identity::PersonalTokenView,
+        routes::identity::NewPersonalTokenRequest, routes::identity::CreatedPersonalToken,
         routes::fleet::UpdateCheck, routes::fleet::DeviceReport,
         crate::service::fleet::EnrollRequest, crate::service::fleet::Enrolled,
         crate::service::fleet::UpdateAnswer, crate::service::fleet::Offer, crate::service::fleet::PackageOffer,
@@ -392,7 +394,7 @@ pub fn api(
     state: &AppState,
     portal: Option<&portal::PortalState>,
 ) -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    use routes::{audit, downloads, fleet, orgs, public, releases, tokens};
+    use routes::{audit, downloads, fleet, identity, orgs, public, releases, tokens};
     let timeout = || axum::middleware::from_fn_with_state(state.clone(), request_timeout);
     let mut downloads = ApiRouter::<AppState>::default()
         .route::<downloads::__path_download, _, _>(downloads::download)
@@ -429,6 +431,9 @@ pub fn api(
             .route::<tokens::__path_create_token, _, _>(tokens::create_token)
             .route::<tokens::__path_list_tokens, _, _>(tokens::list_tokens)
             .route::<tokens::__path_revoke_token, _, _>(tokens::revoke_token)
+            .route::<identity::__path_me, _, _>(identity::me)
+            .route::<identity::__path_create_personal_token, _, _>(identity::create_personal_token)
+            .route::<identity::__path_revoke_personal_token, _, _>(identity::revoke_personal_token)
             .route::<audit::__path_query_audit, _, _>(audit::query_audit)
             .route::<fleet::__path_list_devices, _, _>(fleet::list_devices)
             .route::<fleet::__path_deactivate_device, _, _>(fleet::deactivate_device)

@@ -113,6 +113,7 @@ pub struct Depot {
     key: SigningKey,
     public_url: String,
     data_dir: PathBuf,
+    identity: crate::identity::IdentityConfig,
     /// Hash states of payload parts already read: a long-running server rebuilds an org's
     /// packages without another pass over the payloads. Blobs are immutable, so entries never go stale.
     fleet: fleet::Fleet,
@@ -179,6 +180,7 @@ impl Depot {
             key,
             public_url: settings.public_url.clone(),
             data_dir: settings.data_dir.clone(),
+            identity: settings.identity.clone(),
             part_digests: Default::default(),
             fleet: Default::default(),
         };
@@ -208,6 +210,11 @@ impl Depot {
 
     pub fn data_dir(&self) -> &std::path::Path {
         &self.data_dir
+    }
+
+    /// Single sign-on and the rules that turn directory groups into roles.
+    pub fn identity(&self) -> &crate::identity::IdentityConfig {
+        &self.identity
     }
 
     pub(crate) fn audit(

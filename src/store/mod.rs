@@ -14,12 +14,14 @@
 pub(crate) mod behaviour_tests;
 mod blobs;
 mod hashing_file;
+pub(crate) mod people;
 mod postgres;
 mod records;
 mod s3;
 mod sqlite;
 
 pub use blobs::{remove_stale_files, FsBlobStore};
+pub use people::{PersonRecord, PersonalTokenRecord};
 pub use postgres::{PgError, PgStore};
 pub use records::*;
 pub use s3::{BucketName, S3BlobStore, S3Config, S3Error, MAX_PRESIGN};
@@ -183,6 +185,20 @@ pub trait MetaStore: Send + Sync {
     fn find_token(&self, secret_hash: &Sha256) -> Result<Option<TokenRecord>>;
     /// Returns false when there was no such live token.
     fn revoke_token(&self, id: &str, now: i64) -> Result<bool>;
+
+    // People (single sign-on) and their personal tokens. No cache holds them: these writes
+    // leave the change counter alone.
+    /// Records a sign-in: creates the person or replaces their roles and last sign-in.
+    fn put_person(&self, person: &PersonRecord) -> Result<()>;
+    fn get_person(&self, id: &str) -> Result<Option<PersonRecord>>;
+    /// `NotFound` when the person has never signed in; `Conflict` on a taken id or secret.
+    fn create_personal_token(&self, token: &PersonalTokenRecord) -> Result<()>;
+    /// Revoked and expired ones too, oldest first.
+    fn list_personal_tokens(&self, person: &str) -> Result<Vec<PersonalTokenRecord>>;
+    /// Finds revoked and expired tokens too: the caller refuses them.
+    fn find_personal_token(&self, secret_hash: &Sha256) -> Result<Option<PersonalTokenRecord>>;
+    /// False when the person has no such live token.
+    fn revoke_personal_token(&self, person: &str, id: &str, now: i64) -> Result<bool>;
 
     // Audit
     fn append_audit(&self, event: &AuditEvent) -> Result<()>;

@@ -22,6 +22,7 @@
 
 mod build_lock;
 mod fleet;
+mod people;
 mod rows;
 mod schema;
 
@@ -862,6 +863,30 @@ impl MetaStore for SqliteStore {
                 .execute(params![id, now])?;
             Ok(changed > 0)
         })
+    }
+
+    fn put_person(&self, person: &super::PersonRecord) -> Result<()> {
+        self.write_unversioned(|tx| people::put_person(tx, person))
+    }
+
+    fn get_person(&self, id: &str) -> Result<Option<super::PersonRecord>> {
+        self.read(|db| people::get_person(db, id))
+    }
+
+    fn create_personal_token(&self, token: &super::PersonalTokenRecord) -> Result<()> {
+        self.write_unversioned(|tx| people::create_personal_token(tx, token))
+    }
+
+    fn list_personal_tokens(&self, person: &str) -> Result<Vec<super::PersonalTokenRecord>> {
+        self.read(|db| people::list_personal_tokens(db, person))
+    }
+
+    fn find_personal_token(&self, hash: &Sha256) -> Result<Option<super::PersonalTokenRecord>> {
+        self.read(|db| people::find_personal_token(db, hash))
+    }
+
+    fn revoke_personal_token(&self, person: &str, id: &str, now: i64) -> Result<bool> {
+        self.write_unversioned(|tx| people::revoke_personal_token(tx, person, id, now))
     }
 
     /// Ignores `event.id`: the store assigns it. Does not move the change counter.

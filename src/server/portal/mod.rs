@@ -11,8 +11,10 @@
 
 mod admin;
 mod files;
+mod me;
 mod pages;
 pub mod session;
+mod sso;
 mod view;
 
 use super::auth::{Caller, Principal};
@@ -177,10 +179,24 @@ impl PortalState {
         let Some(session) = self.sessions.get(id) else {
             return Ok(None);
         };
-        let app = self.app.clone();
-        let hash = session.token_hash;
-        let live = pages::blocking(move || app.tokens.find(app.meta.as_ref(), &hash)).await?;
-        if live.is_none() {
+        let mut session = session;
+        let live = match &session.opener {
+            session::Opener::Token(hash) => {
+                let (app, hash) = (self.app.clone(), *hash);
+                pages::blocking(move || app.tokens.find(app.meta.as_ref(), &hash))
+                    .await?
+                    .is_some()
+            }
+            // A person has the roles of their latest sign-in, on any replica.
+            session::Opener::Person(person) => match sso::current_caller(self, person).await? {
+                Some(caller) => {
+                    session.caller = caller;
+                    true
+                }
+                None => false,
+            },
+        };
+        if !live {
             self.sessions.remove(id);
             return Ok(None);
         }
@@ -223,6 +239,11 @@ fn load_templates() -> std::result::Result<tera::Tera, tera::Error> {
         ("org.html", include_str!("templates/org.html")),
         ("policy.html", include_str!("templates/policy.html")),
         ("logout.html", include_str!("templates/logout.html")),
+        ("me.html", include_str!("templates/me.html")),
+        (
+            "signin_failed.html",
+            include_str!("templates/signin_failed.html"),
+        ),
         ("admin.html", include_str!("templates/admin.html")),
         (
             "audit_table.html",
@@ -274,6 +295,10 @@ pub fn mount(api: Router<AppState>, portal: PortalState) -> Router<AppState> {
         .route("/", get(pages::home))
         .route("/login", get(pages::login_form).post(pages::login))
         .route("/logout", get(pages::logout_form).post(pages::logout))
+        .route("/auth/header", get(sso::header_sign_in))
+        .route("/me", get(me::me_page))
+        .route("/me/tokens", post(me::create_token))
+        .route("/me/tokens/{id}/revoke", post(me::revoke_token))
         .route("/orgs/{org}", get(pages::org_page))
         .route("/orgs/{org}/config", post(pages::save_config))
         .route("/orgs/{org}/backup-policy", get(pages::backup_policy))

@@ -125,6 +125,12 @@ fn render_login(state: &PortalState, csrf: &str, error: Option<&str>) -> Result<
     let mut context = tera::Context::new();
     context.insert("csrf", csrf);
     context.insert("error", &error);
+    let identity = state.depot.identity();
+    context.insert("token_login", &identity.roles.token_login);
+    context.insert(
+        "sso_provider",
+        &identity.header.as_ref().map(|h| h.provider.clone()),
+    );
     state.render("login.html", &context)
 }
 
@@ -147,6 +153,12 @@ pub async fn login(
     if ip.is_some_and(|a| state.app.auth_failures.is_blocked(a)) {
         return Err(ApiError::RateLimited(
             "too many failed sign-ins from this address; try again later".into(),
+        )
+        .into());
+    }
+    if !state.depot.identity().roles.token_login {
+        return Err(ApiError::Forbidden(
+            "signing in with a token is turned off here; use the university's sign-in".into(),
         )
         .into());
     }
@@ -185,9 +197,10 @@ pub async fn login(
         return Ok((StatusCode::UNAUTHORIZED, page).into_response());
     };
     let to = landing(&caller);
-    let id = state
-        .sessions
-        .create(caller, Sha256::digest(secret.as_bytes()));
+    let id = state.sessions.create(
+        caller,
+        session::Opener::Token(Sha256::digest(secret.as_bytes())),
+    );
     let secure = state.secure();
     Ok((
         AppendHeaders([
@@ -225,6 +238,7 @@ pub async fn logout_form(State(state): State<PortalState>, headers: HeaderMap) -
 /// `POST /logout`: ends the session.
 pub async fn logout(
     State(state): State<PortalState>,
+    ClientAddr(address): ClientAddr,
     headers: HeaderMap,
     body: std::result::Result<Form<CsrfForm>, FormRejection>,
 ) -> Result<Response> {
@@ -232,6 +246,10 @@ pub async fn logout(
     // An unreadable body carries no token: refused as a forgery.
     me.check_csrf(&body.map(|Form(f)| f.csrf).unwrap_or_default())?;
     state.sessions.remove(&me.id);
+    if let session::Opener::Person(person) = &me.session.opener {
+        let (depot, person) = (state.depot.clone(), person.clone());
+        blocking(move || depot.sign_out(&person, &address)).await?;
+    }
     Ok((
         [(
             header::SET_COOKIE,

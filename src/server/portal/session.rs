@@ -23,12 +23,21 @@ pub const SESSION_LIFETIME: Duration = Duration::from_secs(8 * 3600);
 /// Sessions kept at most; beyond it the oldest is dropped (a flood of sign-ins cannot grow memory).
 const MAX_SESSIONS: usize = 10_000;
 
+/// What opened a session, checked again at every use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Opener {
+    /// A token (its SHA-256): the session ends when the token is revoked.
+    Token(Sha256),
+    /// A person signed in through single sign-on (their id): the session has the roles of the
+    /// person's latest sign-in, and ends when they have none.
+    Person(String),
+}
+
 /// A signed-in person. Its `Debug` leaves out the anti-forgery token.
 #[derive(Clone)]
 pub struct Session {
     pub caller: Caller,
-    /// SHA-256 of the token that opened the session, to see that it is still live.
-    pub token_hash: Sha256,
+    pub opener: Opener,
     /// The anti-forgery token every form of this session carries.
     pub csrf: String,
     /// A one-time message for the next page (what a save rebuilt).
@@ -40,7 +49,7 @@ impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Session")
             .field("caller", &self.caller)
-            .field("token_hash", &self.token_hash)
+            .field("opener", &self.opener)
             .field("csrf", &"<redacted>")
             .field("flash", &self.flash)
             .field("created", &self.created)
@@ -98,7 +107,7 @@ pub fn clear_cookie(name: &str, secure: bool) -> String {
 
 impl Sessions {
     /// Opens a session for `caller`; returns its id.
-    pub fn create(&self, caller: Caller, token_hash: Sha256) -> String {
+    pub fn create(&self, caller: Caller, opener: Opener) -> String {
         let id = random_id();
         let now = Instant::now();
         let mut sessions = self.lock();
@@ -116,7 +125,7 @@ impl Sessions {
             id.clone(),
             Session {
                 caller,
-                token_hash,
+                opener,
                 csrf: random_id(),
                 flash: None,
                 created: now,
@@ -184,7 +193,7 @@ mod tests {
             principal: Principal::Admin,
             name: "a".into(),
         };
-        let id = sessions.create(caller.clone(), Sha256::digest(b"t"));
+        let id = sessions.create(caller.clone(), Opener::Token(Sha256::digest(b"t")));
         let s = sessions.get(&id).unwrap();
         assert_eq!(s.caller, caller);
         assert_eq!(s.csrf.len(), 64);

@@ -6,6 +6,7 @@
 pub mod audit;
 pub mod downloads;
 pub mod fleet;
+pub mod identity;
 pub mod orgs;
 pub mod public;
 pub mod releases;

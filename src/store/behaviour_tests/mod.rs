@@ -13,10 +13,12 @@ use std::io::Write;
 mod blobs;
 mod config;
 mod fleet;
+mod people;
 
 pub(crate) use blobs::*;
 pub(crate) use config::*;
 pub(crate) use fleet::*;
+pub(crate) use people::*;
 
 // ---------------------------------------------------------------------------------------------
 // Fixtures
@@ -186,6 +188,7 @@ macro_rules! meta_store_tests {
             device_events_and_counts,
             rollout_counts_agree_with_a_recount,
             manifest_serials_only_grow,
+            people_and_personal_tokens,
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {

@@ -19,7 +19,7 @@ use crate::store::StoreError;
 /// The `pg_advisory_xact_lock` key migrations hold ("depot" in ASCII, then 1).
 pub(super) const MIGRATION_LOCK: i64 = 0x6465_706f_7401;
 
-pub(super) const MIGRATIONS: &[&str] = &[V1];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V2];
 
 const V1: &str = r#"
 -- One row per counter; `changes` moves with every commit of cacheable state (not the audit log,
@@ -214,6 +214,29 @@ CREATE TABLE rollout_counts (
     failed     bigint NOT NULL CHECK (failed >= 0),
     PRIMARY KEY (version, channel)
 );
+"#;
+
+/// People signed in through single sign-on, with the roles their last sign-in gave them, and
+/// their personal API tokens (SQLite's V5).
+const V2: &str = r#"
+CREATE TABLE persons (
+    id           text PRIMARY KEY,
+    admin        boolean NOT NULL,
+    orgs         text NOT NULL,
+    signed_in_at bigint NOT NULL,
+    address      text NOT NULL
+);
+
+CREATE TABLE personal_tokens (
+    id          text PRIMARY KEY,
+    person      text NOT NULL REFERENCES persons (id) ON DELETE CASCADE,
+    name        text NOT NULL,
+    secret_hash bytea NOT NULL UNIQUE CHECK (length(secret_hash) = 32),
+    created_at  bigint NOT NULL,
+    expires_at  bigint NOT NULL,
+    revoked_at  bigint
+);
+CREATE INDEX personal_tokens_person ON personal_tokens (person, created_at);
 "#;
 
 /// Brings the schema to the latest version; refuses a database from a newer depot. Returns the

@@ -12,7 +12,7 @@
 use crate::store::{Result, StoreError};
 use rusqlite::{Connection, TransactionBehavior};
 
-pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
 
 const V1: &str = r#"
 -- One row per counter; `changes` moves with every commit of cacheable state (not the audit log).
@@ -284,4 +284,27 @@ SELECT version, channel, sum(offered), sum(downloaded), sum(installed), sum(fail
 
 DROP INDEX device_events_by_device;
 DROP INDEX device_events_by_release;
+"#;
+
+/// People signed in through single sign-on, with the roles their last sign-in gave them, and
+/// their personal API tokens.
+const V5: &str = r#"
+CREATE TABLE persons (
+    id           TEXT PRIMARY KEY,
+    admin        INTEGER NOT NULL CHECK (admin IN (0, 1)),
+    orgs         TEXT NOT NULL,
+    signed_in_at INTEGER NOT NULL,
+    address      TEXT NOT NULL
+) STRICT;
+
+CREATE TABLE personal_tokens (
+    id          TEXT PRIMARY KEY,
+    person      TEXT NOT NULL REFERENCES persons (id) ON DELETE CASCADE,
+    name        TEXT NOT NULL,
+    secret_hash TEXT NOT NULL UNIQUE,
+    created_at  INTEGER NOT NULL,
+    expires_at  INTEGER NOT NULL,
+    revoked_at  INTEGER
+) STRICT;
+CREATE INDEX personal_tokens_person ON personal_tokens (person, created_at);
 "#;
