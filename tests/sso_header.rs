@@ -66,6 +66,10 @@ const CONFIG: &str = "[sso.header]\nuser = \"X-Remote-User\"\ngroups = \"X-Remot
     [roles]\nadmin_groups = [\"depot-admins\"]\npartner_group_pattern = \"depot-partners-{org}\"\n";
 
 fn start() -> Option<Setup> {
+    start_with(CONFIG)
+}
+
+fn start_with(config: &str) -> Option<Setup> {
     if !have_nginx() {
         return None;
     }
@@ -88,7 +92,7 @@ fn start() -> Option<Setup> {
         sso: Option<depot::identity::SsoFile>,
         roles: Option<depot::identity::RolesFile>,
     }
-    let file: File = toml::from_str(CONFIG).unwrap();
+    let file: File = toml::from_str(config).unwrap();
     settings.identity = IdentityConfig::resolve(file.sso.as_ref(), file.roles.as_ref()).unwrap();
     let depot = Arc::new(Depot::open(&settings).unwrap());
     let options = ServerOptions {
@@ -138,7 +142,31 @@ fn wait_up(url: &str, log: std::path::PathBuf) {
 /// nginx as the SP would be configured: it sets the identity headers itself (replacing
 /// whatever the client sent) and forwards the client's address.
 fn start_nginx(dir: &Path, port: u16, upstream: &str) -> Child {
-    let root = dir.join("nginx");
+    let server = format!(
+        "server {{\n    listen 127.0.0.1:{port};\n    location / {{\n      proxy_pass {upstream};\n      \
+         proxy_set_header Host $host:$server_port;\n      \
+         proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n      \
+         proxy_set_header X-Remote-User $http_x_sp_user;\n      \
+         proxy_set_header X-Remote-Groups $http_x_sp_groups;\n    }}\n  }}"
+    );
+    run_nginx(&dir.join("nginx"), &server)
+}
+
+/// nginx with the shipped `contrib/nginx/depot-locations.conf` in front of `upstream`.
+fn start_shipped_nginx(dir: &Path, port: u16, upstream: &str) -> Child {
+    let locations =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/nginx/depot-locations.conf");
+    let upstream = upstream.trim_start_matches("http://");
+    let server = format!(
+        "upstream depot {{ server {upstream}; }}\n  server {{\n    listen 127.0.0.1:{port};\n    \
+         include {};\n  }}",
+        locations.display()
+    );
+    run_nginx(&dir.join("shipped-nginx"), &server)
+}
+
+fn run_nginx(root: &Path, server: &str) -> Child {
+    let root = root.to_path_buf();
     let temp = root.join("temp");
     std::fs::create_dir_all(&temp).unwrap();
     use std::os::unix::fs::PermissionsExt;
@@ -150,11 +178,7 @@ fn start_nginx(dir: &Path, port: u16, upstream: &str) -> Child {
          events {{ worker_connections 64; }}\n\
          http {{\n  access_log off;\n  client_body_temp_path {t}/body;\n  proxy_temp_path {t}/proxy;\n  \
          fastcgi_temp_path {t}/fastcgi;\n  uwsgi_temp_path {t}/uwsgi;\n  scgi_temp_path {t}/scgi;\n\
-         server {{\n    listen 127.0.0.1:{port};\n    location / {{\n      proxy_pass {upstream};\n      \
-         proxy_set_header Host $host:$server_port;\n      \
-         proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n      \
-         proxy_set_header X-Remote-User $http_x_sp_user;\n      \
-         proxy_set_header X-Remote-Groups $http_x_sp_groups;\n    }}\n  }}\n}}\n",
+         {server}\n}}\n",
         root = root.display(),
     );
     std::fs::write(root.join("nginx.conf"), config).unwrap();
@@ -416,4 +440,69 @@ fn forged_sign_in_headers_straight_to_depot_are_refused() {
     // Nobody was signed in or recorded as the forged person.
     assert!(s.depot.person("asmith").unwrap().is_none());
     assert!(audit(&s, "auth.sign_in").is_empty());
+}
+
+/// The shipped nginx locations drop a client's own identity headers: through them, forged
+/// headers reach depot as no headers at all (before the fix they passed through, and depot,
+/// trusting nginx, signed the forger in as an admin).
+#[test]
+fn the_shipped_nginx_config_drops_a_clients_identity_headers() {
+    let Some(s) = start() else { return };
+    let port = free_port();
+    let mut nginx = start_shipped_nginx(s._dir.path(), port, &s.direct);
+    let base = format!("http://127.0.0.1:{port}");
+    wait_up(
+        &format!("{base}/healthz"),
+        s._dir.path().join("shipped-nginx/error.log"),
+    );
+    let r = client(None)
+        .get(format!("{base}/auth/header"))
+        .header("X-Remote-User", "asmith")
+        .header("X-Remote-Groups", "depot-admins")
+        .send()
+        .unwrap();
+    let status = r.status().as_u16();
+    let session = session_cookie(&r);
+    let body = r.text().unwrap();
+    let _ = nginx.kill();
+    let _ = nginx.wait();
+    assert_eq!(status, 403, "{body}");
+    assert!(session.is_none());
+    assert!(body.contains("did not say who you are"), "{body}");
+    assert!(audit(&s, "auth.sign_in").is_empty());
+}
+
+/// `token_login = false`: the sign-in page offers only single sign-on, and a token posted to it
+/// anyway opens no session.
+#[test]
+fn token_login_off_leaves_only_single_sign_on() {
+    let config = format!("{CONFIG}token_login = false\n");
+    let Some(s) = start_with(&config) else { return };
+    let login = client(None)
+        .get(format!("{}/login", s.proxy))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(login.contains("Sign in with Example University"), "{login}");
+    assert!(!login.contains("name=\"token\""), "{login}");
+    let admin = s
+        .depot
+        .create_token(
+            &depot::service::Actor::cli(),
+            depot::store::Role::Admin,
+            None,
+            Some("ci".into()),
+        )
+        .unwrap();
+    let r = client(None)
+        .post(format!("{}/login", s.proxy))
+        .form(&[("token", admin.secret.as_str()), ("csrf", "x")])
+        .header("Cookie", "depot_login=x")
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    assert!(session_cookie(&r).is_none());
+    // Tokens still work for automation.
+    assert_eq!(curl(&format!("{}/v1/orgs", s.direct), &admin.secret).0, 200);
 }
