@@ -240,6 +240,7 @@ fn load_templates() -> std::result::Result<tera::Tera, tera::Error> {
         ("policy.html", include_str!("templates/policy.html")),
         ("logout.html", include_str!("templates/logout.html")),
         ("me.html", include_str!("templates/me.html")),
+        ("signed_in.html", include_str!("templates/signed_in.html")),
         (
             "signin_failed.html",
             include_str!("templates/signin_failed.html"),

@@ -16,7 +16,7 @@ use crate::server::error::ApiError;
 use crate::server::routes::identity::person_caller;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, Extensions, HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use std::net::SocketAddr;
 
 /// The caller `person` is now: the roles of their latest sign-in, `None` without one.
@@ -166,12 +166,24 @@ pub async fn header_sign_in(
     let id = state
         .sessions
         .create(caller, Opener::Person(record.id.clone()));
+    // The sign-in arrives at the end of redirects that began at the IdP, another site, so a
+    // browser would not send the SameSite=Strict cookie on a redirect onwards: this page moves
+    // on itself, a navigation of our own site that carries it.
+    let roles = crate::identity::Roles {
+        admin: record.admin,
+        partner_of: record.orgs.iter().cloned().collect(),
+    };
+    let mut context = tera::Context::new();
+    context.insert("landing", &to);
+    context.insert("person", &record.id);
+    context.insert("roles", &roles.describe());
+    let page = state.render("signed_in.html", &context)?;
     Ok((
         [(
             header::SET_COOKIE,
             session::set_cookie(SESSION_COOKIE, &id, SESSION_LIFETIME, state.secure()),
         )],
-        Redirect::to(&to),
+        page,
     )
         .into_response())
 }
