@@ -30,6 +30,7 @@ pub type Result<T> = std::result::Result<T, ConfigError>;
 
 pub const CONFIG_FILE: &str = "depot.toml";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: usize = 256;
 
 /// `depot.toml`. Every field is optional.
 #[derive(Debug, Default, Deserialize)]
@@ -48,6 +49,25 @@ pub struct ConfigFile {
     pub presign_downloads: Option<u64>,
     /// Addresses or networks (`10.0.0.0/8`) of the proxies in front of `depot serve`.
     pub trusted_proxies: Option<Vec<String>>,
+    pub server: Option<ServerSection>,
+    pub metrics: Option<MetricsSection>,
+}
+
+/// `[server]` of `depot.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    /// Connections one client address may hold at once (trusted proxies exempt).
+    pub max_connections_per_address: Option<usize>,
+}
+
+/// `[metrics]` of `depot.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    /// A file holding the bearer token `/metrics` then requires; with it, downloads are
+    /// labelled by org.
+    pub token_file: Option<PathBuf>,
 }
 
 /// What the command line (and its environment variables) said; `None` where nothing was given.
@@ -121,6 +141,10 @@ pub struct Settings {
     /// Proxies whose `X-Forwarded-For` names the client; none by default, so the header is
     /// ignored unless an operator says which peers write it.
     pub trusted_proxies: Vec<IpNet>,
+    /// Of `max_connections`, those one client address may hold.
+    pub max_connections_per_address: usize,
+    /// The file of the bearer token `/metrics` requires; public, without org labels, if none.
+    pub metrics_token_file: Option<PathBuf>,
 }
 
 impl Settings {
@@ -193,6 +217,8 @@ impl Settings {
             .iter()
             .map(|entry| parse_trusted_proxy(entry))
             .collect::<Result<_>>()?;
+        let server = file.server.unwrap_or_default();
+        let metrics_token_file = file.metrics.and_then(|m| m.token_file).map(relative);
         Ok(Settings {
             config_file,
             public_key: signing_key.with_extension("pub"),
@@ -206,6 +232,11 @@ impl Settings {
             max_upload_bytes: file.max_upload_bytes.unwrap_or(4 * 1024 * 1024 * 1024),
             max_connections: file.max_connections.unwrap_or(10_000).max(1),
             trusted_proxies,
+            max_connections_per_address: server
+                .max_connections_per_address
+                .unwrap_or(DEFAULT_MAX_CONNECTIONS_PER_ADDRESS)
+                .max(1),
+            metrics_token_file,
         })
     }
 }
@@ -375,6 +406,31 @@ mod tests {
         )
         .unwrap();
         assert!(s.trusted_proxies.is_empty());
+    }
+
+    #[test]
+    fn server_and_metrics_sections() {
+        let file: ConfigFile = toml::from_str(
+            "[server]\nmax_connections_per_address = 16\n[metrics]\ntoken_file = \"metrics.token\"\n",
+        )
+        .unwrap();
+        let s = Settings::from_parts(&Overrides::default(), file, Path::new("/etc/depot"), None)
+            .unwrap();
+        assert_eq!(s.max_connections_per_address, 16);
+        assert_eq!(
+            s.metrics_token_file,
+            Some(PathBuf::from("/etc/depot/metrics.token"))
+        );
+        let s = Settings::from_parts(
+            &Overrides::default(),
+            ConfigFile::default(),
+            Path::new(""),
+            None,
+        )
+        .unwrap();
+        assert_eq!(s.max_connections_per_address, 256);
+        assert_eq!(s.metrics_token_file, None);
+        assert!(toml::from_str::<ConfigFile>("[server]\nmax_conections = 1\n").is_err());
     }
 
     #[test]
