@@ -130,7 +130,13 @@ pub async fn serve(
     // resolves when the last one has.
     let (stop, stopping) = watch::channel(false);
     let slots = Arc::new(tokio::sync::Semaphore::new(options.max_connections.max(1)));
-    let per_address = AddressSlots::new(options.max_connections_per_address);
+    // Never more than half of all slots, so that one address cannot take them all even when the
+    // operator has made `max_connections` smaller than the share.
+    let per_address = AddressSlots::new(
+        options
+            .max_connections_per_address
+            .min((options.max_connections / 2).max(1)),
+    );
     tokio::pin!(shutdown);
     loop {
         // A slot first: at the limit, new connections wait in the kernel's listen queue.

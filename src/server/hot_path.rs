@@ -182,7 +182,11 @@ fn device_checking_in(
 }
 
 /// The whole body, under the route's limit and deadline (see [`incoming`]).
-async fn read_body<B>(state: &ApiState, headers: &axum::http::HeaderMap, body: B) -> ApiResult<Bytes>
+async fn read_body<B>(
+    state: &ApiState,
+    headers: &axum::http::HeaderMap,
+    body: B,
+) -> ApiResult<Bytes>
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<axum::BoxError>,
@@ -321,7 +325,14 @@ mod tests {
         }
         // The cases are not all alike: offers, no offers, and (below) every kind of refusal.
         assert!(offers > 0 && offers < cases.len());
-        let metrics = app.updates.as_ref().unwrap().state.app.metrics.render(crate::server::metrics::Labels::Public);
+        let metrics = app
+            .updates
+            .as_ref()
+            .unwrap()
+            .state
+            .app
+            .metrics
+            .render(crate::server::metrics::Labels::Public);
         for status in [200, 401, 403, 413, 415, 400, 422] {
             assert!(
                 metrics.contains(&format!(

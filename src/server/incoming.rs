@@ -6,7 +6,8 @@
 //! server-wide one, or a route's own, which runs later and so wins) records its limit where the
 //! wrapped body reads it at its first poll: a declared length past it fails that poll, before
 //! anything is read. A body not complete by its deadline fails its next poll. Either way the
-//! guard then answers 413 or 408 itself, whatever the handler made of the failed read. The
+//! guard then answers 413 or 408 itself when the handler answered with the failed read (axum
+//! words it as a 400, the portal as a 422); a handler that answered on other grounds keeps its answer. The
 //! update check's own path ([`super::hot_path`]) reads its body with [`read_limited`], under the
 //! same rules. A timer is armed only when a body is not all there when first asked for, so the
 //! usual small request, whose body arrives with its headers, costs none.
@@ -123,13 +124,17 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
         body_timeout: state.options.body_timeout,
         reading: Reading::NotStarted,
     };
-    let response = next
-        .run(Request::from_parts(parts, Body::new(body)))
-        .await;
+    let response = next.run(Request::from_parts(parts, Body::new(body))).await;
+    // A handler that answered on other grounds despite the failed read (another org's
+    // resource is 404 whatever its body) keeps its answer; one that reported the failed read
+    // (400, or anything a body error may have become) has it said precisely.
+    let reported_the_read = matches!(response.status().as_u16(), 400 | 413 | 422 | 500..);
     match rules.verdict() {
-        Verdict::Fine => response,
-        Verdict::TooLarge => closing(too_large(rules.limit.load(Ordering::Relaxed))),
-        Verdict::TooSlow => closing(too_slow()),
+        Verdict::TooLarge if reported_the_read => {
+            closing(too_large(rules.limit.load(Ordering::Relaxed)))
+        }
+        Verdict::TooSlow if reported_the_read => closing(too_slow()),
+        Verdict::Fine | Verdict::TooLarge | Verdict::TooSlow => response,
     }
 }
 
@@ -200,7 +205,8 @@ impl http_body::Body for GuardedBody {
                 Poll::Ready(Some(frame.map_err(Into::into)))
             }
             Poll::Pending => {
-                let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(*deadline)));
+                let timer =
+                    timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(*deadline)));
                 match timer.as_mut().poll(cx) {
                     Poll::Pending => Poll::Pending,
                     Poll::Ready(()) => {

@@ -257,10 +257,7 @@ impl Metrics {
                     *by_platform.entry(platform).or_default() += n;
                 }
                 for (platform, n) in by_platform {
-                    writeln!(
-                        out,
-                        "depot_downloads_total{{platform=\"{platform}\"}} {n}"
-                    )?;
+                    writeln!(out, "depot_downloads_total{{platform=\"{platform}\"}} {n}")?;
                 }
             }
         }
@@ -317,7 +314,9 @@ pub enum MetricsTokenError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
-    #[error("the metrics token file {path} must hold one token of 16 to 4096 printable characters")]
+    #[error(
+        "the metrics token file {path} must hold one token of 16 to 4096 printable characters"
+    )]
     Malformed { path: std::path::PathBuf },
 }
 
@@ -412,7 +411,10 @@ mod tests {
         m.observe_build(Duration::from_secs(1000));
         let public = m.render(Labels::Public);
         assert!(public.contains("depot_downloads_total{platform=\"linux-x86_64\"} 2\n"));
-        assert!(!public.contains("physics") && !public.contains("org="), "{public}");
+        assert!(
+            !public.contains("physics") && !public.contains("org="),
+            "{public}"
+        );
         let text = m.render(Labels::WithOrgs);
         assert!(text.contains(
             "depot_http_requests_total{method=\"GET\",route=\"/v1/download/{org}/{version}/{file}\",status=\"206\"} 1"

@@ -86,8 +86,8 @@ pub struct ServerOptions {
     /// Open connections served at once; further ones wait in the listen queue until one ends,
     /// so a flood of connections cannot exhaust file descriptors or memory.
     pub max_connections: usize,
-    /// Of those, connections one client address (an IPv6 /64) may hold; trusted proxies are
-    /// exempt (see [`per_address`]).
+    /// Of those, connections one client address (an IPv6 /64) may hold, and never more than
+    /// half of them; trusted proxies are exempt (see [`per_address`]).
     pub max_connections_per_address: usize,
     /// When set, `/metrics` requires it as a bearer token and then labels downloads by org.
     pub metrics_token: Option<metrics::MetricsToken>,
@@ -459,7 +459,9 @@ pub fn api(
             .route::<fleet::__path_device_event, _, _>(fleet::device_event);
         let overlay = ApiRouter::<ApiState>::default()
             .route::<orgs::__path_put_file, _, _>(orgs::put_file)
-            .layer(incoming::BodyLimit::max(crate::org::MAX_OVERLAY_FILE_SIZE as u64))
+            .layer(incoming::BodyLimit::max(
+                crate::org::MAX_OVERLAY_FILE_SIZE as u64,
+            ))
             .layer(timeout());
         // Uploads read their whole body and publishing builds every org's packages: both may
         // rightly take longer than the request timeout.
@@ -479,7 +481,9 @@ pub fn api(
     openapi.paths = all.paths;
     let router = all
         .router
-        .layer(incoming::BodyLimit::max(state.options.max_body_bytes as u64))
+        .layer(incoming::BodyLimit::max(
+            state.options.max_body_bytes as u64,
+        ))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed);
     (router, openapi)

@@ -105,7 +105,9 @@ mod tests {
         let _second = slots.try_acquire(a).unwrap();
         assert!(slots.try_acquire(a).is_none());
         assert!(
-            slots.try_acquire("::ffff:10.0.0.1".parse().unwrap()).is_none(),
+            slots
+                .try_acquire("::ffff:10.0.0.1".parse().unwrap())
+                .is_none(),
             "the same address, IPv4-mapped"
         );
         assert!(slots.try_acquire(b).is_some(), "another address");
@@ -116,13 +118,21 @@ mod tests {
     #[test]
     fn ipv6_counts_per_64() {
         let slots = AddressSlots::new(1);
-        let _held = slots.try_acquire("2001:db8:1:2::1".parse().unwrap()).unwrap();
-        assert!(slots.try_acquire("2001:db8:1:2:ffff::9".parse().unwrap()).is_none());
+        let _held = slots
+            .try_acquire("2001:db8:1:2::1".parse().unwrap())
+            .unwrap();
+        assert!(slots
+            .try_acquire("2001:db8:1:2:ffff::9".parse().unwrap())
+            .is_none());
         let other = slots.try_acquire("2001:db8:1:3::1".parse().unwrap());
         assert!(other.is_some());
         assert_eq!(slots.lock().len(), 2);
         drop(other);
-        assert_eq!(slots.lock().len(), 1, "an address without connections is forgotten");
+        assert_eq!(
+            slots.lock().len(),
+            1,
+            "an address without connections is forgotten"
+        );
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! Public endpoints without a token: health, metrics, the OpenAPI document.
 
-use crate::server::AppState;
-use axum::extract::State;
 use crate::server::error::ApiError;
 use crate::server::metrics::Labels;
+use crate::server::AppState;
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
