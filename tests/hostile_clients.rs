@@ -284,7 +284,6 @@ fn connections_beyond_the_limit_wait_until_one_ends() {
         header_read_timeout: Duration::from_secs(30),
         ..options()
     });
-    let address = f.app.address;
     let request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
     let answered = |stream: &mut TcpStream| {
         stream

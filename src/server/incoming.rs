@@ -122,7 +122,7 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
         declared,
         started: Instant::now(),
         body_timeout: state.options.body_timeout,
-        reading: Reading::NotStarted,
+        reading: Progress::NotStarted,
     };
     let response = next.run(Request::from_parts(parts, Body::new(body))).await;
     // A handler that answered on other grounds despite the failed read (another org's
@@ -147,9 +147,9 @@ enum Refused {
     TooSlow,
 }
 
-enum Reading {
+enum Progress {
     NotStarted,
-    Reading {
+    Arriving {
         deadline: Instant,
         /// Armed the first time the body is not all there.
         timer: Option<Pin<Box<Sleep>>>,
@@ -164,7 +164,7 @@ struct GuardedBody {
     declared: Option<u64>,
     started: Instant,
     body_timeout: Duration,
-    reading: Reading,
+    reading: Progress,
 }
 
 impl http_body::Body for GuardedBody {
@@ -176,31 +176,31 @@ impl http_body::Body for GuardedBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = self.get_mut();
-        if let Reading::NotStarted = this.reading {
+        if let Progress::NotStarted = this.reading {
             // The route's limit is known by now: its layers have run.
             let limit = this.rules.limit.load(Ordering::Relaxed);
             if this.declared.is_some_and(|length| length > limit) {
                 this.rules.refuse(Verdict::TooLarge);
-                this.reading = Reading::Over;
+                this.reading = Progress::Over;
                 return Poll::Ready(Some(Err(Refused::TooLarge.into())));
             }
             let length = this.declared.unwrap_or(limit).min(limit);
-            this.reading = Reading::Reading {
+            this.reading = Progress::Arriving {
                 deadline: this.started + body_deadline(this.body_timeout, length),
                 timer: None,
             };
         }
-        let Reading::Reading { deadline, timer } = &mut this.reading else {
+        let Progress::Arriving { deadline, timer } = &mut this.reading else {
             return Poll::Ready(None);
         };
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(None) => {
-                this.reading = Reading::Over;
+                this.reading = Progress::Over;
                 Poll::Ready(None)
             }
             Poll::Ready(Some(frame)) => {
                 if this.inner.is_end_stream() {
-                    this.reading = Reading::Over;
+                    this.reading = Progress::Over;
                 }
                 Poll::Ready(Some(frame.map_err(Into::into)))
             }
@@ -211,7 +211,7 @@ impl http_body::Body for GuardedBody {
                     Poll::Pending => Poll::Pending,
                     Poll::Ready(()) => {
                         this.rules.refuse(Verdict::TooSlow);
-                        this.reading = Reading::Over;
+                        this.reading = Progress::Over;
                         Poll::Ready(Some(Err(Refused::TooSlow.into())))
                     }
                 }
@@ -220,7 +220,7 @@ impl http_body::Body for GuardedBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        matches!(self.reading, Reading::Over) || self.inner.is_end_stream()
+        matches!(self.reading, Progress::Over) || self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
