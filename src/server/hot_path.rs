@@ -6,7 +6,7 @@
 //! instructions, so [`App`] hands this one request straight to its handler. What the router's
 //! layers do for every request is done here too, the same way: the request is counted in
 //! `/metrics` under its route, logged in its span at INFO with its latency, and its body held to
-//! the same limit; authentication, parsing and the answer are the route's own
+//! the same limit and deadline ([`super::incoming`]); authentication, parsing and the answer are the route's own
 //! ([`fleet::answer_update_check`]). A device token found in memory skips building a caller and
 //! looking the device up a second time; anything else (no token, another kind, an unknown one, an
 //! address refused for bad tokens, a manifest due for a signature) takes the route's steps.
