@@ -32,6 +32,7 @@ pub type Result<T> = std::result::Result<T, ConfigError>;
 
 pub const CONFIG_FILE: &str = "depot.toml";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: usize = 256;
 
 /// `depot.toml`. Every field is optional.
 #[derive(Debug, Default, Deserialize)]
@@ -53,6 +54,25 @@ pub struct ConfigFile {
     /// Single sign-on (CONTRACT 9).
     pub sso: Option<crate::identity::SsoFile>,
     pub roles: Option<crate::identity::RolesFile>,
+    pub server: Option<ServerSection>,
+    pub metrics: Option<MetricsSection>,
+}
+
+/// `[server]` of `depot.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    /// Connections one client address may hold at once (trusted proxies exempt).
+    pub max_connections_per_address: Option<usize>,
+}
+
+/// `[metrics]` of `depot.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    /// A file holding the bearer token `/metrics` then requires; with it, downloads are
+    /// labelled by org.
+    pub token_file: Option<PathBuf>,
 }
 
 /// What the command line (and its environment variables) said; `None` where nothing was given.
@@ -128,6 +148,10 @@ pub struct Settings {
     pub trusted_proxies: Vec<IpNet>,
     /// Single sign-on and roles from directory groups.
     pub identity: crate::identity::IdentityConfig,
+    /// Of `max_connections`, those one client address may hold.
+    pub max_connections_per_address: usize,
+    /// The file of the bearer token `/metrics` requires; public, without org labels, if none.
+    pub metrics_token_file: Option<PathBuf>,
 }
 
 impl Settings {
@@ -202,6 +226,8 @@ impl Settings {
             .collect::<Result<_>>()?;
         let identity =
             crate::identity::IdentityConfig::resolve(file.sso.as_ref(), file.roles.as_ref())?;
+        let server = file.server.unwrap_or_default();
+        let metrics_token_file = file.metrics.and_then(|m| m.token_file).map(relative);
         Ok(Settings {
             config_file,
             public_key: signing_key.with_extension("pub"),
@@ -216,6 +242,11 @@ impl Settings {
             max_connections: file.max_connections.unwrap_or(10_000).max(1),
             trusted_proxies,
             identity,
+            max_connections_per_address: server
+                .max_connections_per_address
+                .unwrap_or(DEFAULT_MAX_CONNECTIONS_PER_ADDRESS)
+                .max(1),
+            metrics_token_file,
         })
     }
 }
@@ -385,6 +416,31 @@ mod tests {
         )
         .unwrap();
         assert!(s.trusted_proxies.is_empty());
+    }
+
+    #[test]
+    fn server_and_metrics_sections() {
+        let file: ConfigFile = toml::from_str(
+            "[server]\nmax_connections_per_address = 16\n[metrics]\ntoken_file = \"metrics.token\"\n",
+        )
+        .unwrap();
+        let s = Settings::from_parts(&Overrides::default(), file, Path::new("/etc/depot"), None)
+            .unwrap();
+        assert_eq!(s.max_connections_per_address, 16);
+        assert_eq!(
+            s.metrics_token_file,
+            Some(PathBuf::from("/etc/depot/metrics.token"))
+        );
+        let s = Settings::from_parts(
+            &Overrides::default(),
+            ConfigFile::default(),
+            Path::new(""),
+            None,
+        )
+        .unwrap();
+        assert_eq!(s.max_connections_per_address, 256);
+        assert_eq!(s.metrics_token_file, None);
+        assert!(toml::from_str::<ConfigFile>("[server]\nmax_conections = 1\n").is_err());
     }
 
     #[test]

@@ -66,6 +66,8 @@ pub fn settings_for(dir: &Path, public_url: &str) -> Settings {
         max_connections: 10_000,
         trusted_proxies: Vec::new(),
         identity: Default::default(),
+        max_connections_per_address: crate::config::DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
+        metrics_token_file: None,
     }
 }
 

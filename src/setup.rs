@@ -46,6 +46,11 @@ public_url = "http://127.0.0.1:8080"
 # max_connections = 10000          # served at once by `depot serve`; more wait in the listen queue
 # trusted_proxies = ["127.0.0.1"]  # proxies whose X-Forwarded-For names the client
 # presign_downloads = 300          # s3:// only: downloads answered with a 302 to a presigned URL
+
+# [server]
+# max_connections_per_address = 256   # of max_connections, those one client address may hold
+# [metrics]
+# token_file = "metrics.token"        # /metrics then needs this bearer token and labels orgs
 "#;
 
 /// Creates what is missing for `settings`. `write_config` also writes `./depot.toml` when no

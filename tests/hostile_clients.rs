@@ -284,7 +284,6 @@ fn connections_beyond_the_limit_wait_until_one_ends() {
         header_read_timeout: Duration::from_secs(30),
         ..options()
     });
-    let address = f.app.address;
     let request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
     let answered = |stream: &mut TcpStream| {
         stream
@@ -294,8 +293,10 @@ fn connections_beyond_the_limit_wait_until_one_ends() {
         let mut head = [0u8; 12];
         stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.1 200")
     };
-    let mut held: Vec<TcpStream> = (0..2)
-        .map(|_| TcpStream::connect(address).unwrap())
+    // From two addresses: one address may hold only half of the slots.
+    let mut held: Vec<TcpStream> = ["127.0.0.1", "127.0.0.2"]
+        .iter()
+        .map(|source| connect_from(&f, source))
         .collect();
     assert!(
         answered(&mut held[0]),
@@ -303,7 +304,7 @@ fn connections_beyond_the_limit_wait_until_one_ends() {
     );
 
     // The kernel completes the handshake, but the server does not take the connection up.
-    let mut third = TcpStream::connect(address).unwrap();
+    let mut third = connect_from(&f, "127.0.0.3");
     assert!(!answered(&mut third), "a third connection must wait");
 
     // When one of the two ends, the waiting connection is served, its request intact.
@@ -314,4 +315,341 @@ fn connections_beyond_the_limit_wait_until_one_ends() {
     let mut head = [0u8; 12];
     third.read_exact(&mut head).unwrap();
     assert_eq!(&head, b"HTTP/1.1 200");
+}
+
+/// Sends `head` (a request's line and headers, without the blank line) and `body`, then reads
+/// until the server closes: the status and the whole answer. Panics when the server neither
+/// answers nor closes within 10 s.
+fn send_and_read(mut stream: TcpStream, head: &str, body: &[u8]) -> (u16, String) {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+        .write_all(format!("{head}\r\n\r\n").as_bytes())
+        .unwrap();
+    stream.write_all(body).unwrap();
+    read_answer(stream)
+}
+
+fn read_answer(mut stream: TcpStream) -> (u16, String) {
+    let mut response = Vec::new();
+    stream
+        .read_to_end(&mut response)
+        .expect("the server neither answered nor closed the connection");
+    let text = String::from_utf8_lossy(&response).to_string();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
+
+/// A device token of the physics org, enrolled through the API.
+fn enroll_device(f: &FullApp) -> String {
+    let org = f.json("GET", "/v1/orgs/physics", Some(&f.admin), None);
+    let enrolled = f.json(
+        "POST",
+        "/v1/devices/enroll",
+        None,
+        Some(json!({
+            "registration_key": org["registration_key"],
+            "hostname": "lab-1", "platform": "linux-x86_64", "os_version": "", "user": ""
+        })),
+    );
+    enrolled["device_token"].as_str().unwrap().to_string()
+}
+
+/// The server answers a too-large declared body from its headers alone: not a byte of the body
+/// is sent here, and the answer must still come (before, JSON routes answered 408 after the
+/// request timeout and device routes waited for the body for ever).
+#[test]
+fn a_declared_length_past_the_route_limit_is_413_before_any_body() {
+    let f = spawn_full_app_with(depot::server::ServerOptions {
+        max_upload_bytes: 1 << 20,
+        ..hostile_options()
+    });
+    let device = enroll_device(&f);
+    let too_big = |limit: usize| limit + 1;
+    let cases = [
+        ("POST /v1/devices/enroll", None, too_big(MAX_BODY)),
+        (
+            "POST /v1/update-check",
+            Some(device.as_str()),
+            too_big(MAX_BODY),
+        ),
+        (
+            "POST /v1/devices/events",
+            Some(device.as_str()),
+            too_big(MAX_BODY),
+        ),
+        ("POST /v1/orgs", Some(f.admin.as_str()), too_big(MAX_BODY)),
+        (
+            "PUT /v1/orgs/physics/files/readme.txt",
+            Some(f.admin.as_str()),
+            too_big(depot::org::MAX_OVERLAY_FILE_SIZE),
+        ),
+        (
+            "POST /v1/releases",
+            Some(f.admin.as_str()),
+            too_big(1 << 20),
+        ),
+        ("POST /login", None, too_big(MAX_BODY)),
+    ];
+    for (request, token, length) in cases {
+        let auth = token.map_or(String::new(), |t| format!("\r\nAuthorization: Bearer {t}"));
+        let content_type = if request.contains("releases") {
+            "multipart/form-data; boundary=x"
+        } else if request.contains("login") {
+            "application/x-www-form-urlencoded"
+        } else {
+            "application/json"
+        };
+        let head = format!(
+            "{request} HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\nContent-Length: {length}{auth}"
+        );
+        let (status, text) = send_and_read(TcpStream::connect(f.app.address).unwrap(), &head, b"");
+        assert_eq!(status, 413, "{request}: {text}");
+        if !request.contains("login") {
+            let body = text.split_once("\r\n\r\n").unwrap().1;
+            assert_error_json(body, Some("too_large"));
+        }
+    }
+    // Within the limit the same routes take a body as before.
+    let (status, text) = f.call(
+        "POST",
+        "/v1/update-check",
+        Some(&device),
+        Some(json!({"platform": "linux-x86_64", "current_version": null})),
+    );
+    assert_eq!(status, 200, "{text}");
+}
+
+/// A body that stops coming is answered 408 once its deadline passes, on every kind of route:
+/// the update check's own path, the device routes (which had no timeout at all) and the API.
+#[test]
+fn a_body_that_stops_coming_gets_its_deadline() {
+    let f = spawn_full_app_with(depot::server::ServerOptions {
+        body_timeout: Duration::from_millis(500),
+        ..hostile_options()
+    });
+    let device = enroll_device(&f);
+    for (request, token) in [
+        ("POST /v1/update-check", Some(device.as_str())),
+        ("POST /v1/devices/enroll", None),
+        ("POST /v1/devices/events", Some(device.as_str())),
+        ("POST /v1/orgs", Some(f.admin.as_str())),
+    ] {
+        let auth = token.map_or(String::new(), |t| format!("\r\nAuthorization: Bearer {t}"));
+        let head = format!(
+            "{request} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100{auth}"
+        );
+        // Ten of the hundred bytes, then silence.
+        let (status, text) = send_and_read(
+            TcpStream::connect(f.app.address).unwrap(),
+            &head,
+            b"{\"platfor",
+        );
+        assert_eq!(status, 408, "{request}: {text}");
+    }
+    assert_eq!(f.call("GET", "/healthz", None, None).0, 200);
+}
+
+/// A connection to the server from `source` (a loopback address).
+fn connect_from(f: &FullApp, source: &str) -> TcpStream {
+    let address = f.app.address;
+    let source: std::net::SocketAddr = format!("{source}:0").parse().unwrap();
+    let stream = f
+        .app
+        .runtime
+        .block_on(async move {
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            socket.bind(source)?;
+            socket.connect(address).await
+        })
+        .unwrap()
+        .into_std()
+        .unwrap();
+    stream.set_nonblocking(false).unwrap();
+    stream
+}
+
+/// Four slow enrolls from one address used to take every slot of a server with
+/// `max_connections = 4`, and `/healthz` from anywhere else waited in the listen queue. The
+/// configured share (here the default, 256) is capped at half of `max_connections`.
+#[test]
+fn one_address_holds_only_its_share_of_the_connections() {
+    let f = spawn_full_app_with(depot::server::ServerOptions {
+        // One address's share is then 2 (half), below the default of 256.
+        max_connections: 4,
+        // The held connections must not be cut off while the test runs.
+        header_read_timeout: Duration::from_secs(60),
+        body_timeout: Duration::from_secs(60),
+        ..options()
+    });
+    let slow_enroll = |stream: &mut TcpStream| {
+        stream
+            .write_all(
+                b"POST /v1/devices/enroll HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+                  Content-Length: 200\r\n\r\n{\"registration_key\":",
+            )
+            .unwrap();
+    };
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut stream = connect_from(&f, "127.0.0.1");
+        slow_enroll(&mut stream);
+        held.push(stream);
+    }
+    // The third and fourth from that address are told so and closed, without being served.
+    for _ in 0..2 {
+        let stream = connect_from(&f, "127.0.0.1");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let (status, text) = read_answer(stream);
+        assert_eq!(status, 429, "{text}");
+        assert_error_json(text.split_once("\r\n\r\n").unwrap().1, Some("rate_limited"));
+    }
+    // Another address is served at once.
+    let (status, text) = send_and_read(
+        connect_from(&f, "127.0.0.2"),
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close",
+        b"",
+    );
+    assert_eq!(status, 200, "{text}");
+    // When a held connection ends, its address may open another.
+    drop(held.pop());
+    let mut served = None;
+    for _ in 0..50 {
+        let mut stream = connect_from(&f, "127.0.0.1");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let _ = stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let mut head = [0u8; 12];
+        // A refused connection may be reset rather than closed: its request went unread.
+        let status = stream.read_exact(&mut head).ok().map(|()| head);
+        if status.as_ref() == Some(b"HTTP/1.1 200") {
+            served = Some(200);
+            break;
+        }
+        // The server notices the closed connection on its own schedule.
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(served, Some(200));
+}
+
+/// Downloads a physics package, so that the download counter has an org to name.
+fn download_a_physics_package(f: &FullApp) {
+    let packages = f.json("GET", "/v1/orgs/physics/packages", Some(&f.admin), None);
+    let url = packages[0]["url"].as_str().unwrap().to_string();
+    let response = f.app.get(&url, Some(&f.physics));
+    assert_eq!(response.status(), 200);
+    response.bytes().unwrap();
+}
+
+/// `/metrics` is public, and the API never says whether another org exists: anonymous
+/// metrics count downloads by platform alone.
+#[test]
+fn public_metrics_name_no_org() {
+    let f = spawn_full_app();
+    download_a_physics_package(&f);
+    let (status, text) = f.call("GET", "/metrics", None, None);
+    assert_eq!(status, 200);
+    assert!(
+        text.contains("depot_downloads_total{platform=\"linux-x86_64\"} 1\n")
+            || text.contains("depot_downloads_total{platform=\"windows-x86_64\"} 1\n"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("physics") && !text.contains("org="),
+        "{text}"
+    );
+}
+
+/// With a metrics token configured, `/metrics` wants it, and then shows downloads by org.
+#[test]
+fn metrics_with_a_token_require_it_and_show_orgs() {
+    let token = "scrape-7f3a9c0e5b1d42a8";
+    let f = spawn_full_app_with(depot::server::ServerOptions {
+        metrics_token: depot::server::metrics::MetricsToken::parse(token),
+        ..options()
+    });
+    download_a_physics_package(&f);
+    for presented in [
+        None,
+        Some("scrape-7f3a9c0e5b1d42a9"),
+        Some(f.admin.as_str()),
+    ] {
+        let (status, text) = f.call("GET", "/metrics", presented, None);
+        assert_eq!(status, 401, "{presented:?}: {text}");
+        assert!(!text.contains("physics"));
+        assert_error_json(&text, Some("unauthorized"));
+    }
+    let (status, text) = f.call("GET", "/metrics", Some(token), None);
+    assert_eq!(status, 200);
+    assert!(
+        text.contains("depot_downloads_total{org=\"physics\",platform="),
+        "{text}"
+    );
+}
+
+/// What the portal's sign-in sets: the `Set-Cookie` values and the HSTS header of the form,
+/// then of a good sign-in.
+fn sign_in_headers(f: &FullApp) -> (Vec<String>, Option<String>) {
+    let client = f.app.client();
+    let form = client.get(f.app.url("/login")).send().unwrap();
+    assert_eq!(form.status(), 200);
+    let mut cookies: Vec<String> = form
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    let hsts = form
+        .headers()
+        .get("strict-transport-security")
+        .map(|v| v.to_str().unwrap().to_string());
+    let login_cookie = cookies[0].split(';').next().unwrap().to_string();
+    let csrf = login_cookie.split_once('=').unwrap().1.to_string();
+    let signed_in = client
+        .post(f.app.url("/login"))
+        .header("cookie", &login_cookie)
+        .form(&[("token", f.admin.as_str()), ("csrf", csrf.as_str())])
+        .send()
+        .unwrap();
+    assert_eq!(signed_in.status(), 303, "sign-in");
+    cookies.extend(
+        signed_in
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string()),
+    );
+    assert!(
+        cookies.iter().any(|c| c.starts_with("depot_session=")),
+        "{cookies:?}"
+    );
+    (cookies, hsts)
+}
+
+/// Behind the documented nginx set-up TLS ends at the proxy and depot speaks plain HTTP; its
+/// public URL says https, and that is what decides `Secure` cookies and HSTS.
+#[test]
+fn an_https_public_url_makes_cookies_secure_and_pages_send_hsts() {
+    let behind_tls = spawn_full_app_at(options(), "https://depot.example.edu");
+    let (cookies, hsts) = sign_in_headers(&behind_tls);
+    for cookie in &cookies {
+        assert!(cookie.contains("; Secure"), "{cookie}");
+    }
+    assert_eq!(hsts.as_deref(), Some("max-age=31536000"));
+    let page = behind_tls.app.get("/", None);
+    assert!(page.headers().contains_key("strict-transport-security"));
+
+    // Over plain HTTP end to end, neither (a browser would drop a Secure cookie over http).
+    let plain = spawn_full_app_at(options(), "http://127.0.0.1:8080");
+    let (cookies, hsts) = sign_in_headers(&plain);
+    assert!(cookies.iter().all(|c| !c.contains("Secure")), "{cookies:?}");
+    assert_eq!(hsts, None);
 }

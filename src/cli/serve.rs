@@ -2,6 +2,7 @@
 
 use crate::config::Settings;
 use crate::server::forwarded::TrustedProxies;
+use crate::server::metrics::MetricsToken;
 use crate::server::{router, serve, shutdown_signal, AppState, ServerOptions, TlsFiles};
 use crate::service::Depot;
 use anyhow::Context;
@@ -28,12 +29,26 @@ pub struct ServeArgs {
     /// object, valid this many seconds; replaces `presign_downloads` in depot.toml.
     #[arg(long, env = "DEPOT_PRESIGN_DOWNLOADS", value_name = "SECONDS")]
     pub presign_downloads: Option<u64>,
+    /// Connections one client address may hold at once (trusted proxies exempt); replaces
+    /// `[server] max_connections_per_address` in depot.toml. Default 256.
+    #[arg(long, env = "DEPOT_MAX_CONNECTIONS_PER_ADDRESS", value_name = "N")]
+    pub max_connections_per_address: Option<usize>,
+    /// A file holding the bearer token `/metrics` then requires (and labels downloads by org);
+    /// replaces `[metrics] token_file` in depot.toml. Default: none, metrics public without orgs.
+    #[arg(long, env = "DEPOT_METRICS_TOKEN_FILE", value_name = "FILE")]
+    pub metrics_token_file: Option<PathBuf>,
 }
 
 pub fn command(global: &super::GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
     let mut settings = global.settings()?;
     if let Some(list) = &args.trusted_proxies {
         settings.trusted_proxies = crate::config::parse_trusted_proxies(list)?;
+    }
+    if let Some(n) = args.max_connections_per_address {
+        settings.max_connections_per_address = n.max(1);
+    }
+    if let Some(path) = args.metrics_token_file {
+        settings.metrics_token_file = Some(path);
     }
     if let Some(seconds) = args.presign_downloads {
         settings.artifacts.presign_downloads(seconds)?;
@@ -53,7 +68,14 @@ pub fn command(global: &super::GlobalArgs, args: ServeArgs) -> anyhow::Result<()
 pub fn run(settings: &Settings, listen: &str, tls: Option<TlsFiles>) -> anyhow::Result<()> {
     crate::telemetry::init_server();
     let depot = Arc::new(Depot::open(settings)?);
+    let metrics_token = settings
+        .metrics_token_file
+        .as_deref()
+        .map(MetricsToken::read)
+        .transpose()?;
     let options = ServerOptions {
+        max_connections_per_address: settings.max_connections_per_address,
+        metrics_token,
         tls,
         max_upload_bytes: settings.max_upload_bytes,
         max_connections: settings.max_connections,

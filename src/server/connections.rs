@@ -10,6 +10,7 @@
 //! runtime, which gives each new socket to the worker with the fewest open connections.
 
 use super::forwarded::{self, TrustedProxies};
+use super::per_address::{self, AddressSlot, AddressSlots};
 use super::{App, Result, ServerError, ServerOptions, TlsFiles};
 use axum::extract::ConnectInfo;
 use axum::response::Response;
@@ -93,6 +94,16 @@ pub fn tls_acceptor(files: &TlsFiles) -> Result<tokio_rustls::TlsAcceptor> {
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
+/// Closes a connection of an address that holds its share of connections. Without TLS it is
+/// told why first: one write into the empty socket buffer, never waited on (the accept loop
+/// must not stall on a client).
+fn refuse(stream: &tokio::net::TcpStream, address: SocketAddr, tls: bool) {
+    tracing::debug!(%address, "too many connections from this address; closing a new one");
+    if !tls {
+        let _ = stream.try_write(&per_address::refusal());
+    }
+}
+
 /// A TLS handshake that has not finished by then is dropped.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -119,6 +130,13 @@ pub async fn serve(
     // resolves when the last one has.
     let (stop, stopping) = watch::channel(false);
     let slots = Arc::new(tokio::sync::Semaphore::new(options.max_connections.max(1)));
+    // Never more than half of all slots, so that one address cannot take them all even when the
+    // operator has made `max_connections` smaller than the share.
+    let per_address = AddressSlots::new(
+        options
+            .max_connections_per_address
+            .min((options.max_connections / 2).max(1)),
+    );
     tokio::pin!(shutdown);
     loop {
         // A slot first: at the limit, new connections wait in the kernel's listen queue.
@@ -141,6 +159,18 @@ pub async fn serve(
                 }
             },
         };
+        // A trusted proxy's connections carry many clients: only `max_connections` bounds them.
+        let address_slot = if context.proxies.contains(address.ip()) {
+            None
+        } else {
+            match per_address.try_acquire(address.ip()) {
+                Some(address_slot) => Some(address_slot),
+                None => {
+                    refuse(&stream, address, context.tls.is_some());
+                    continue;
+                }
+            }
+        };
         let _ = stream.set_nodelay(true);
         // Off this runtime's reactor, onto the worker's.
         let stream = match stream.into_std() {
@@ -154,6 +184,7 @@ pub async fn serve(
             stream,
             address,
             slot,
+            _address_slot: address_slot,
             stopping: stopping.clone(),
         });
     }
@@ -185,6 +216,8 @@ struct Accepted {
     address: SocketAddr,
     /// Held while the connection is open (the `max_connections` limit).
     slot: OwnedSemaphorePermit,
+    /// Held while the connection is open (the per-address limit), unless from a trusted proxy.
+    _address_slot: Option<AddressSlot>,
     stopping: watch::Receiver<bool>,
 }
 
@@ -300,6 +333,7 @@ async fn serve_connection(
         stream,
         address,
         slot: _slot,
+        _address_slot,
         stopping,
     } = accepted;
     let stream = match tokio::net::TcpStream::from_std(stream) {

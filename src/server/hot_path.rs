@@ -6,7 +6,7 @@
 //! instructions, so [`App`] hands this one request straight to its handler. What the router's
 //! layers do for every request is done here too, the same way: the request is counted in
 //! `/metrics` under its route, logged in its span at INFO with its latency, and its body held to
-//! the same limit; authentication, parsing and the answer are the route's own
+//! the same limit and deadline ([`super::incoming`]); authentication, parsing and the answer are the route's own
 //! ([`fleet::answer_update_check`]). A device token found in memory skips building a caller and
 //! looking the device up a second time; anything else (no token, another kind, an unknown one, an
 //! address refused for bad tokens, a manifest due for a signature) takes the route's steps.
@@ -18,13 +18,12 @@ use super::error::{ApiError, ApiResult};
 use super::extract::{parse_json, require_json};
 use super::metrics::{Metrics, RequestCount};
 use super::routes::fleet::{self, UpdateCheck};
-use super::{forwarded, ApiState};
+use super::{forwarded, incoming, ApiState};
 use crate::service::fleet::{CheckingDevice, DEVICE_TOKEN_PREFIX};
 use axum::body::{Body, Bytes};
 use axum::http::{Method, Request};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use http_body_util::{BodyExt, Limited};
 use std::sync::Arc;
 use std::time::Instant;
 use tracing::Instrument;
@@ -137,7 +136,7 @@ where
     if let Some(device) = device_checking_in(state, &parts.headers, address) {
         // Authentication would succeed: the rest, as the route does it, without a caller.
         require_json(&parts.headers)?;
-        let body = read_body(body, state.app.options.max_body_bytes).await?;
+        let body = read_body(state, &parts.headers, body).await?;
         let check: UpdateCheck = parse_json(&body)?;
         let (platform, current) = fleet::parse_check(&check)?;
         if let Some(answer) = state
@@ -156,7 +155,7 @@ where
         .await?
         .ok_or_else(needs_token)?;
     require_json(&parts.headers)?;
-    let body = read_body(body, state.app.options.max_body_bytes).await?;
+    let body = read_body(state, &parts.headers, body).await?;
     let check: UpdateCheck = parse_json(&body)?;
     fleet::answer_update_check(state.clone(), &caller, address, check).await
 }
@@ -182,21 +181,18 @@ fn device_checking_in(
     state.depot.device_checking_in(secret)
 }
 
-/// The whole body, or 413 past `limit` bytes, as axum's body limit words it.
-async fn read_body<B>(body: B, limit: usize) -> ApiResult<Bytes>
+/// The whole body, under the route's limit and deadline (see [`incoming`]).
+async fn read_body<B>(
+    state: &ApiState,
+    headers: &axum::http::HeaderMap,
+    body: B,
+) -> ApiResult<Bytes>
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<axum::BoxError>,
 {
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::TooLarge(
-            "Failed to buffer the request body: length limit exceeded".into(),
-        )),
-        Err(e) => Err(ApiError::BadRequest(format!(
-            "Failed to buffer the request body: {e}"
-        ))),
-    }
+    let options = &state.app.options;
+    incoming::read_limited(headers, body, options.max_body_bytes, options.body_timeout).await
 }
 
 #[cfg(test)]
@@ -208,6 +204,7 @@ mod tests {
     use crate::store::Role;
     use axum::extract::ConnectInfo;
     use axum::http::header;
+    use http_body_util::BodyExt;
     use std::sync::Arc;
 
     fn actor() -> Actor {
@@ -328,7 +325,14 @@ mod tests {
         }
         // The cases are not all alike: offers, no offers, and (below) every kind of refusal.
         assert!(offers > 0 && offers < cases.len());
-        let metrics = app.updates.as_ref().unwrap().state.app.metrics.render();
+        let metrics = app
+            .updates
+            .as_ref()
+            .unwrap()
+            .state
+            .app
+            .metrics
+            .render(crate::server::metrics::Labels::Public);
         for status in [200, 401, 403, 413, 415, 400, 422] {
             assert!(
                 metrics.contains(&format!(
@@ -355,23 +359,5 @@ mod tests {
             .unwrap();
         assert_eq!(own.0, 429);
         assert_eq!(own, status_and_body(routed).await);
-    }
-
-    #[tokio::test]
-    async fn bodies_past_the_limit_are_413_and_others_whole() {
-        let ok = read_body(http_body_util::Full::new(Bytes::from_static(b"{}")), 2)
-            .await
-            .unwrap();
-        assert_eq!(&ok[..], b"{}");
-        let big = read_body(http_body_util::Full::new(Bytes::from(vec![b'x'; 65])), 64).await;
-        assert!(matches!(big, Err(ApiError::TooLarge(_))));
-        let broken = http_body_util::StreamBody::new(futures_util::stream::iter([
-            Ok::<_, std::io::Error>(http_body::Frame::data(Bytes::from_static(b"{"))),
-            Err(std::io::Error::other("connection reset")),
-        ]));
-        assert!(matches!(
-            read_body(broken, 64).await,
-            Err(ApiError::BadRequest(_))
-        ));
     }
 }

@@ -5,6 +5,10 @@
 //! share one label. Nothing here blocks or allocates per byte: the bytes-served counter is a
 //! single atomic the download body adds to. Counters every request touches are [`Sharded`]:
 //! with connections served on every core, one shared atomic would bounce between them.
+//!
+//! `/metrics` is public, and the API hides whether another org exists: so downloads are shown
+//! by platform alone, unless the operator configured a [`MetricsToken`], which the scraper
+//! then presents and is shown the counts by org too.
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::Method;
@@ -190,14 +194,14 @@ impl Metrics {
         sorted
     }
 
-    /// The exposition text.
-    pub fn render(&self) -> String {
+    /// The exposition text; downloads labelled by org only with `Labels::WithOrgs`.
+    pub fn render(&self, labels: Labels) -> String {
         let mut out = String::with_capacity(4096);
-        let _ = self.write_to(&mut out);
+        let _ = self.write_to(&mut out, labels);
         out
     }
 
-    fn write_to(&self, out: &mut String) -> std::fmt::Result {
+    fn write_to(&self, out: &mut String, labels: Labels) -> std::fmt::Result {
         writeln!(out, "# HELP depot_http_requests_total HTTP requests answered, by route template and status.")?;
         writeln!(out, "# TYPE depot_http_requests_total counter")?;
         for ((method, route, status), n) in self.request_counts() {
@@ -227,17 +231,37 @@ impl Metrics {
             "depot_bytes_served_total {}",
             self.bytes_served.load(Ordering::Relaxed)
         )?;
-        writeln!(
-            out,
-            "# HELP depot_downloads_total Package downloads started, by org and platform."
-        )?;
-        writeln!(out, "# TYPE depot_downloads_total counter")?;
-        for ((org, platform), n) in lock(&self.downloads).iter() {
-            writeln!(
-                out,
-                "depot_downloads_total{{org=\"{org}\",platform=\"{platform}\"}} {n}"
-            )?;
+        let downloads = lock(&self.downloads);
+        match labels {
+            Labels::WithOrgs => {
+                writeln!(
+                    out,
+                    "# HELP depot_downloads_total Package downloads started, by org and platform."
+                )?;
+                writeln!(out, "# TYPE depot_downloads_total counter")?;
+                for ((org, platform), n) in downloads.iter() {
+                    writeln!(
+                        out,
+                        "depot_downloads_total{{org=\"{org}\",platform=\"{platform}\"}} {n}"
+                    )?;
+                }
+            }
+            Labels::Public => {
+                writeln!(
+                    out,
+                    "# HELP depot_downloads_total Package downloads started, by platform."
+                )?;
+                writeln!(out, "# TYPE depot_downloads_total counter")?;
+                let mut by_platform = BTreeMap::<&str, u64>::new();
+                for ((_, platform), n) in downloads.iter() {
+                    *by_platform.entry(platform).or_default() += n;
+                }
+                for (platform, n) in by_platform {
+                    writeln!(out, "depot_downloads_total{{platform=\"{platform}\"}} {n}")?;
+                }
+            }
         }
+        drop(downloads);
         let h = lock(&self.builds);
         writeln!(
             out,
@@ -259,6 +283,77 @@ impl Metrics {
         )?;
         writeln!(out, "depot_build_duration_seconds_sum {}", h.sum)?;
         writeln!(out, "depot_build_duration_seconds_count {}", h.count)
+    }
+}
+
+/// Which labels a rendering may show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Labels {
+    /// For anyone: nothing that names an org.
+    Public,
+    /// For the holder of the metrics token: downloads by org as well.
+    WithOrgs,
+}
+
+/// The bearer token `/metrics` requires when configured (`[metrics] token_file`). Its `Debug`
+/// leaves the secret out.
+#[derive(Clone)]
+pub struct MetricsToken(Arc<str>);
+
+impl std::fmt::Debug for MetricsToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MetricsToken(<redacted>)")
+    }
+}
+
+/// Why the metrics token could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsTokenError {
+    #[error("cannot read the metrics token file {path}: {source}")]
+    Read {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "the metrics token file {path} must hold one token of 16 to 4096 printable characters"
+    )]
+    Malformed { path: std::path::PathBuf },
+}
+
+impl MetricsToken {
+    /// The token: the file's text without surrounding whitespace.
+    pub fn parse(text: &str) -> Option<Self> {
+        let token = text.trim();
+        ((16..=4096).contains(&token.len()) && token.bytes().all(|b| b.is_ascii_graphic()))
+            .then(|| MetricsToken(token.into()))
+    }
+
+    /// Reads the token from `path` (blocking).
+    pub fn read(path: &std::path::Path) -> Result<Self, MetricsTokenError> {
+        let text = std::fs::read_to_string(path).map_err(|source| MetricsTokenError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text).ok_or_else(|| MetricsTokenError::Malformed {
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Whether the request presents this token as `Authorization: Bearer`, compared in time
+    /// that does not depend on where a wrong one differs.
+    pub fn presented_in(&self, headers: &axum::http::HeaderMap) -> bool {
+        let presented = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        presented.is_some_and(|p| {
+            p.len() == self.0.len()
+                && p.bytes()
+                    .zip(self.0.bytes())
+                    .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+                    == 0
+        })
     }
 }
 
@@ -310,10 +405,17 @@ mod tests {
         let m = Metrics::default();
         m.count_request("GET", "/v1/download/{org}/{version}/{file}", 206);
         m.count_download("physics", "linux-x86_64");
+        m.count_download("chemistry", "linux-x86_64");
         m.bytes_served().fetch_add(10, Ordering::Relaxed);
         m.observe_build(Duration::from_millis(300));
         m.observe_build(Duration::from_secs(1000));
-        let text = m.render();
+        let public = m.render(Labels::Public);
+        assert!(public.contains("depot_downloads_total{platform=\"linux-x86_64\"} 2\n"));
+        assert!(
+            !public.contains("physics") && !public.contains("org="),
+            "{public}"
+        );
+        let text = m.render(Labels::WithOrgs);
         assert!(text.contains(
             "depot_http_requests_total{method=\"GET\",route=\"/v1/download/{org}/{version}/{file}\",status=\"206\"} 1"
         ));
@@ -331,7 +433,7 @@ mod tests {
         let m = Arc::new(Metrics::default());
         let held = m.request_counter("POST", "/v1/update-check", 200);
         assert!(
-            !m.render().contains("/v1/update-check"),
+            !m.render(Labels::Public).contains("/v1/update-check"),
             "a zero count is not shown"
         );
         let threads: Vec<_> = (0..12)
@@ -350,7 +452,7 @@ mod tests {
         for t in threads {
             t.join().unwrap();
         }
-        let text = m.render();
+        let text = m.render(Labels::Public);
         assert!(text.contains(
             "depot_http_requests_total{method=\"POST\",route=\"/v1/update-check\",status=\"200\"} 12000\n"
         ));
@@ -358,5 +460,25 @@ mod tests {
             "depot_http_requests_total{method=\"POST\",route=\"/v1/update-check\",status=\"401\"} 12000\n"
         ));
         assert!(text.contains("depot_http_requests_in_flight 0\n"));
+    }
+
+    #[test]
+    fn the_token_is_one_long_printable_word_and_must_match_exactly() {
+        let token = MetricsToken::parse("  prometheus-scrape-0123456789\n").unwrap();
+        assert!(format!("{token:?}").contains("redacted"));
+        let mut headers = axum::http::HeaderMap::new();
+        assert!(!token.presented_in(&headers));
+        for (value, ok) in [
+            ("Bearer prometheus-scrape-0123456789", true),
+            ("Bearer prometheus-scrape-0123456788", false),
+            ("Bearer prometheus-scrape-012345678", false),
+            ("prometheus-scrape-0123456789", false),
+        ] {
+            headers.insert(axum::http::header::AUTHORIZATION, value.parse().unwrap());
+            assert_eq!(token.presented_in(&headers), ok, "{value}");
+        }
+        for bad in ["", "short", "two words here, long enough"] {
+            assert!(MetricsToken::parse(bad).is_none(), "{bad:?}");
+        }
     }
 }

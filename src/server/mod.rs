@@ -16,15 +16,17 @@ pub mod error;
 pub mod extract;
 pub mod forwarded;
 pub mod hot_path;
+pub mod incoming;
 pub mod limit;
 pub mod metrics;
+mod per_address;
 pub mod portal;
 pub mod routes;
 
 use crate::service::Depot;
 use crate::store::{BlobStore, MetaStore};
 use auth::TokenCache;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{Request, State};
 use axum::handler::Handler;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -75,6 +77,8 @@ pub struct ServerOptions {
     pub shutdown_grace: Duration,
     /// Largest JSON (or other small) request body.
     pub max_body_bytes: usize,
+    /// Time a request body may take to arrive, plus its length at [`incoming::MIN_BODY_RATE`].
+    pub body_timeout: Duration,
     /// Largest release upload (all its parts together).
     pub max_upload_bytes: u64,
     /// Memory maps of blob files kept open.
@@ -82,6 +86,11 @@ pub struct ServerOptions {
     /// Open connections served at once; further ones wait in the listen queue until one ends,
     /// so a flood of connections cannot exhaust file descriptors or memory.
     pub max_connections: usize,
+    /// Of those, connections one client address (an IPv6 /64) may hold, and never more than
+    /// half of them; trusted proxies are exempt (see [`per_address`]).
+    pub max_connections_per_address: usize,
+    /// When set, `/metrics` requires it as a bearer token and then labels downloads by org.
+    pub metrics_token: Option<metrics::MetricsToken>,
     /// Proxies whose `X-Forwarded-For` names the client (see [`forwarded`]); none by default.
     pub trusted_proxies: forwarded::TrustedProxies,
     /// Threads serving connections, each owning the connections it is given (see
@@ -97,9 +106,12 @@ impl Default for ServerOptions {
             request_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(30),
             max_body_bytes: 2 * 1024 * 1024,
+            body_timeout: Duration::from_secs(30),
             max_upload_bytes: 4 * 1024 * 1024 * 1024,
             mapped_blobs: body::DEFAULT_MAPPED_BLOBS,
             max_connections: 10_000,
+            max_connections_per_address: per_address::DEFAULT_PER_ADDRESS,
+            metrics_token: None,
             trusted_proxies: forwarded::TrustedProxies::default(),
             connection_workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
             tls: None,
@@ -374,6 +386,10 @@ fn routes_with_layers(state: AppState) -> Router {
     // stays right.
     let _ = state.openapi_json.set(json);
     api.layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        incoming::guard,
+    ))
+    .layer(axum::middleware::from_fn_with_state(
         Arc::clone(&state.metrics),
         metrics::track,
     ))
@@ -448,13 +464,15 @@ pub fn api(
             .route::<fleet::__path_device_event, _, _>(fleet::device_event);
         let overlay = ApiRouter::<ApiState>::default()
             .route::<orgs::__path_put_file, _, _>(orgs::put_file)
-            .layer(DefaultBodyLimit::max(crate::org::MAX_OVERLAY_FILE_SIZE))
+            .layer(incoming::BodyLimit::max(
+                crate::org::MAX_OVERLAY_FILE_SIZE as u64,
+            ))
             .layer(timeout());
         // Uploads read their whole body and publishing builds every org's packages: both may
         // rightly take longer than the request timeout.
         let long = ApiRouter::<ApiState>::default()
             .route::<releases::__path_upload_release, _, _>(releases::upload_release)
-            .layer(DefaultBodyLimit::disable())
+            .layer(incoming::BodyLimit::max(state.options.max_upload_bytes))
             .route::<releases::__path_publish, _, _>(releases::publish);
         all = all.merge(
             managed
@@ -468,7 +486,9 @@ pub fn api(
     openapi.paths = all.paths;
     let router = all
         .router
-        .layer(DefaultBodyLimit::max(state.options.max_body_bytes))
+        .layer(incoming::BodyLimit::max(
+            state.options.max_body_bytes as u64,
+        ))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed);
     (router, openapi)

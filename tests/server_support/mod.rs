@@ -442,9 +442,15 @@ pub struct FullApp {
 }
 
 pub fn spawn_full_app_with(options: ServerOptions) -> FullApp {
+    spawn_full_app_at(options, "http://127.0.0.1:8080")
+}
+
+/// [`spawn_full_app_with`], for a server whose public URL (what packages and the portal
+/// say people reach it at) is `public_url`.
+pub fn spawn_full_app_at(options: ServerOptions, public_url: &str) -> FullApp {
     use depot::service::{Actor, Depot, NoProgress, PayloadSource};
     let dir = tempfile::tempdir().unwrap();
-    let settings = depot::demo::settings_for(dir.path(), "http://127.0.0.1:8080");
+    let settings = depot::demo::settings_for(dir.path(), public_url);
     depot::setup::init(&settings, false).unwrap();
     let depot = Arc::new(Depot::open(&settings).unwrap());
     let actor = Actor {

@@ -19,11 +19,12 @@ mod view;
 
 use super::auth::{Caller, Principal};
 use super::error::ApiError;
+use super::incoming::BodyLimit;
 use super::AppState;
 use crate::domain::OrgCode;
 use crate::service::{Actor, Depot};
 use axum::extract::multipart::{Field, Multipart};
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -215,9 +216,10 @@ impl PortalState {
         Ok(Html(self.templates.render(name, context)?))
     }
 
-    /// Cookies get `Secure` when the server speaks TLS.
+    /// Whether people reach the portal over HTTPS: the server speaks TLS, or its public URL is
+    /// https (TLS ended by a proxy in front). Then cookies get `Secure` and pages send HSTS.
     pub fn secure(&self) -> bool {
-        self.app.options.tls.is_some()
+        self.app.options.tls.is_some() || self.depot.public_url().starts_with("https://")
     }
 }
 
@@ -291,7 +293,8 @@ pub fn with_download_sessions(
 /// Adds the portal's pages to `api`.
 pub fn mount(api: Router<AppState>, portal: PortalState) -> Router<AppState> {
     let state = &portal.app;
-    let upload_limit = usize::try_from(state.options.max_upload_bytes).unwrap_or(usize::MAX);
+    let upload_limit = state.options.max_upload_bytes;
+    let secure = portal.secure();
     let pages = Router::new()
         .route("/", get(pages::home))
         .route("/login", get(pages::login_form).post(pages::login))
@@ -313,19 +316,21 @@ pub fn mount(api: Router<AppState>, portal: PortalState) -> Router<AppState> {
         .route("/admin/releases/{version}/publish", post(admin::publish))
         .route("/admin/releases/{version}/yank", post(admin::yank))
         .route("/admin/rollouts/{version}/{channel}", post(admin::rollout))
-        .layer(DefaultBodyLimit::max(state.options.max_body_bytes))
+        .layer(BodyLimit::max(state.options.max_body_bytes as u64))
         .route(
             "/admin/releases",
-            post(admin::upload).layer(DefaultBodyLimit::max(upload_limit)),
+            post(admin::upload).layer(BodyLimit::max(upload_limit)),
         )
         .route(
             "/orgs/{org}/files",
-            post(files::upload).layer(DefaultBodyLimit::max(
-                crate::org::MAX_OVERLAY_FILE_SIZE + files::FORM_OVERHEAD,
+            post(files::upload).layer(BodyLimit::max(
+                (crate::org::MAX_OVERLAY_FILE_SIZE + files::FORM_OVERHEAD) as u64,
             )),
         )
         .route_layer(axum::middleware::from_fn(refuse_cross_origin))
-        .layer(axum::middleware::map_response(security_headers))
+        .layer(axum::middleware::map_response(move |response| {
+            security_headers(response, secure)
+        }))
         .route("/static/portal.css", get(stylesheet))
         .with_state(portal.clone());
     api.merge(pages)
@@ -345,8 +350,17 @@ async fn stylesheet() -> impl IntoResponse {
 const CSP: &str = "default-src 'self'; style-src 'self'; img-src 'self' data:; script-src 'none'; \
                    object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
-async fn security_headers(mut response: Response) -> Response {
+/// HSTS for a year, this host only: other hosts of the domain may not all speak TLS.
+const HSTS: &str = "max-age=31536000";
+
+async fn security_headers(mut response: Response, secure: bool) -> Response {
     let h = response.headers_mut();
+    if secure {
+        h.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static(HSTS),
+        );
+    }
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(CSP),

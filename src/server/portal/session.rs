@@ -91,7 +91,8 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-/// A `Set-Cookie` value: HttpOnly, SameSite=Strict, Secure when served over TLS.
+/// A `Set-Cookie` value: HttpOnly, SameSite=Strict, Secure when people reach the portal over
+/// HTTPS (see `PortalState::secure`).
 pub fn set_cookie(name: &str, value: &str, max_age: Duration, secure: bool) -> String {
     format!(
         "{name}={value}; Path=/; Max-Age={}; HttpOnly; SameSite=Strict{}",

@@ -1,8 +1,10 @@
 //! Public endpoints without a token: health, metrics, the OpenAPI document.
 
+use crate::server::error::ApiError;
+use crate::server::metrics::Labels;
 use crate::server::AppState;
 use axum::extract::State;
-use axum::http::{header, HeaderValue};
+use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 
@@ -17,9 +19,22 @@ pub async fn healthz(
 }
 
 #[utoipa::path(get, path = "/metrics", tag = "public",
-    responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain")))]
-pub async fn metrics(State(state): State<AppState>) -> Response {
-    let mut response = state.metrics.render().into_response();
+    responses(
+        (status = 200, description = "Prometheus text exposition; downloads by org only with the metrics token", content_type = "text/plain"),
+        (status = 401, description = "A metrics token is configured and this is not it", body = crate::server::error::ErrorBody),
+    ))]
+pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let labels = match &state.options.metrics_token {
+        None => Labels::Public,
+        Some(token) if token.presented_in(&headers) => Labels::WithOrgs,
+        Some(_) => {
+            return ApiError::Unauthorized(
+                "/metrics needs the metrics token: Authorization: Bearer <token>".into(),
+            )
+            .into_response()
+        }
+    };
+    let mut response = state.metrics.render(labels).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
