@@ -48,6 +48,36 @@ pub struct ConfigFile {
     pub presign_downloads: Option<u64>,
     /// Addresses or networks (`10.0.0.0/8`) of the proxies in front of `depot serve`.
     pub trusted_proxies: Option<Vec<String>>,
+    /// `[enroll]`: limits on enrollment with the default org's public registration key.
+    pub enroll: Option<EnrollFile>,
+}
+
+/// `[enroll]` in `depot.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollFile {
+    pub default_per_address_per_hour: Option<u32>,
+    pub default_max_devices: Option<u64>,
+}
+
+/// Limits on enrollment with the default org's registration key, which every public default
+/// installer carries (CONTRACT 6 rule 6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnrollLimits {
+    /// Enrollments one client address may make into the default org per hour (429 beyond); a
+    /// lab behind one NAT address raises it.
+    pub default_per_address_per_hour: u32,
+    /// Active devices the default org may have (409 beyond).
+    pub default_max_devices: u64,
+}
+
+impl Default for EnrollLimits {
+    fn default() -> Self {
+        Self {
+            default_per_address_per_hour: 20,
+            default_max_devices: 10_000,
+        }
+    }
 }
 
 /// What the command line (and its environment variables) said; `None` where nothing was given.
@@ -121,6 +151,7 @@ pub struct Settings {
     /// Proxies whose `X-Forwarded-For` names the client; none by default, so the header is
     /// ignored unless an operator says which peers write it.
     pub trusted_proxies: Vec<IpNet>,
+    pub enroll: EnrollLimits,
 }
 
 impl Settings {
@@ -193,8 +224,19 @@ impl Settings {
             .iter()
             .map(|entry| parse_trusted_proxy(entry))
             .collect::<Result<_>>()?;
+        let enroll_file = file.enroll.unwrap_or_default();
+        let defaults = EnrollLimits::default();
+        let enroll = EnrollLimits {
+            default_per_address_per_hour: enroll_file
+                .default_per_address_per_hour
+                .unwrap_or(defaults.default_per_address_per_hour),
+            default_max_devices: enroll_file
+                .default_max_devices
+                .unwrap_or(defaults.default_max_devices),
+        };
         Ok(Settings {
             config_file,
+            enroll,
             public_key: signing_key.with_extension("pub"),
             data_dir,
             templates,

@@ -186,6 +186,9 @@ macro_rules! meta_store_tests {
             device_events_and_counts,
             rollout_counts_agree_with_a_recount,
             manifest_serials_only_grow,
+            manifest_serials_grow_across_channels,
+            reports_count_once_from_offered_devices_enrolled_before,
+            holds_and_resume,
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {
