@@ -356,6 +356,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn enroll_limits_come_from_the_enroll_table_or_default() {
+        let file: ConfigFile =
+            toml::from_str("[enroll]\ndefault_per_address_per_hour = 500\n").unwrap();
+        let s = Settings::from_parts(&Overrides::default(), file, Path::new(""), None).unwrap();
+        assert_eq!(
+            s.enroll,
+            EnrollLimits {
+                default_per_address_per_hour: 500,
+                default_max_devices: EnrollLimits::default().default_max_devices,
+            }
+        );
+        assert!(toml::from_str::<ConfigFile>("[enroll]\nper_hour = 5\n").is_err());
+    }
+
+    #[test]
     fn flag_beats_file_beats_default() {
         let file = ConfigFile {
             data_dir: Some("data".into()),

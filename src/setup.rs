@@ -46,6 +46,11 @@ public_url = "http://127.0.0.1:8080"
 # max_connections = 10000          # served at once by `depot serve`; more wait in the listen queue
 # trusted_proxies = ["127.0.0.1"]  # proxies whose X-Forwarded-For names the client
 # presign_downloads = 300          # s3:// only: downloads answered with a 302 to a presigned URL
+
+# Enrollment with the default org's registration key, which every public default installer carries.
+# [enroll]
+# default_per_address_per_hour = 20   # per client address (429 beyond); raise it for a lab behind NAT
+# default_max_devices = 10000         # active devices of the default org (409 beyond)
 "#;
 
 /// Creates what is missing for `settings`. `write_config` also writes `./depot.toml` when no

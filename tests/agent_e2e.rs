@@ -387,7 +387,12 @@ fn agents_follow_channel_changes_pins_and_unpins() {
             .json()
             .unwrap();
         edit(&mut org);
-        let resp = client.put(&url).bearer_auth(&admin).json(&org).send().unwrap();
+        let resp = client
+            .put(&url)
+            .bearer_auth(&admin)
+            .json(&org)
+            .send()
+            .unwrap();
         assert!(resp.status().is_success(), "{}", resp.text().unwrap());
     };
     let run = || agent_ok(&["run", "--once", "--state-dir", a.to_str().unwrap()]);
@@ -407,7 +412,10 @@ fn agents_follow_channel_changes_pins_and_unpins() {
     change(&|org| org["channel"] = "beta".into());
     assert!(run().contains("up to date"));
     no_error("to beta");
-    assert!(serial() > last, "the beta manifest's serial follows stable's");
+    assert!(
+        serial() > last,
+        "the beta manifest's serial follows stable's"
+    );
     last = serial();
 
     // Pinned to 1.1.0, which only beta has.

@@ -987,7 +987,7 @@ impl MetaStore for SqliteStore {
     }
 
     fn list_rollout_holds(&self) -> Result<Vec<super::RolloutHold>> {
-        self.read(|tx| halt::list_rollout_holds(tx))
+        self.read(halt::list_rollout_holds)
     }
 
     fn resume_rollout_halt(

@@ -542,7 +542,7 @@ pub(crate) fn holds_and_resume(s: &dyn MetaStore) {
         "holds are cached state"
     );
     assert!(!s.put_rollout_hold(&hold).unwrap());
-    assert_eq!(s.list_rollout_holds().unwrap(), [hold.clone()]);
+    assert_eq!(s.list_rollout_holds().unwrap(), std::slice::from_ref(&hold));
     assert_eq!(
         s.resume_rollout_halt(&ver("2.0.0"), &channel("stable"))
             .unwrap(),
