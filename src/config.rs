@@ -56,6 +56,8 @@ pub struct ConfigFile {
     pub roles: Option<crate::identity::RolesFile>,
     pub server: Option<ServerSection>,
     pub metrics: Option<MetricsSection>,
+    /// `[enroll]`: limits on enrollment with the default org's public registration key.
+    pub enroll: Option<EnrollFile>,
 }
 
 /// `[server]` of `depot.toml`.
@@ -73,6 +75,34 @@ pub struct MetricsSection {
     /// A file holding the bearer token `/metrics` then requires; with it, downloads are
     /// labelled by org.
     pub token_file: Option<PathBuf>,
+}
+
+/// `[enroll]` in `depot.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollFile {
+    pub default_per_address_per_hour: Option<u32>,
+    pub default_max_devices: Option<u64>,
+}
+
+/// Limits on enrollment with the default org's registration key, which every public default
+/// installer carries (CONTRACT 6 rule 6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnrollLimits {
+    /// Enrollments one client address may make into the default org per hour (429 beyond); a
+    /// lab behind one NAT address raises it.
+    pub default_per_address_per_hour: u32,
+    /// Active devices the default org may have (409 beyond).
+    pub default_max_devices: u64,
+}
+
+impl Default for EnrollLimits {
+    fn default() -> Self {
+        Self {
+            default_per_address_per_hour: 20,
+            default_max_devices: 10_000,
+        }
+    }
 }
 
 /// What the command line (and its environment variables) said; `None` where nothing was given.
@@ -152,6 +182,7 @@ pub struct Settings {
     pub max_connections_per_address: usize,
     /// The file of the bearer token `/metrics` requires; public, without org labels, if none.
     pub metrics_token_file: Option<PathBuf>,
+    pub enroll: EnrollLimits,
 }
 
 impl Settings {
@@ -228,8 +259,19 @@ impl Settings {
             crate::identity::IdentityConfig::resolve(file.sso.as_ref(), file.roles.as_ref())?;
         let server = file.server.unwrap_or_default();
         let metrics_token_file = file.metrics.and_then(|m| m.token_file).map(relative);
+        let enroll_file = file.enroll.unwrap_or_default();
+        let defaults = EnrollLimits::default();
+        let enroll = EnrollLimits {
+            default_per_address_per_hour: enroll_file
+                .default_per_address_per_hour
+                .unwrap_or(defaults.default_per_address_per_hour),
+            default_max_devices: enroll_file
+                .default_max_devices
+                .unwrap_or(defaults.default_max_devices),
+        };
         Ok(Settings {
             config_file,
+            enroll,
             public_key: signing_key.with_extension("pub"),
             data_dir,
             templates,
@@ -353,6 +395,21 @@ fn parse_public_url(url: &str) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn enroll_limits_come_from_the_enroll_table_or_default() {
+        let file: ConfigFile =
+            toml::from_str("[enroll]\ndefault_per_address_per_hour = 500\n").unwrap();
+        let s = Settings::from_parts(&Overrides::default(), file, Path::new(""), None).unwrap();
+        assert_eq!(
+            s.enroll,
+            EnrollLimits {
+                default_per_address_per_hour: 500,
+                default_max_devices: EnrollLimits::default().default_max_devices,
+            }
+        );
+        assert!(toml::from_str::<ConfigFile>("[enroll]\nper_hour = 5\n").is_err());
+    }
 
     #[test]
     fn flag_beats_file_beats_default() {

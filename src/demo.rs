@@ -68,6 +68,7 @@ pub fn settings_for(dir: &Path, public_url: &str) -> Settings {
         identity: Default::default(),
         max_connections_per_address: crate::config::DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
         metrics_token_file: None,
+        enroll: Default::default(),
     }
 }
 

@@ -51,6 +51,10 @@ public_url = "http://127.0.0.1:8080"
 # max_connections_per_address = 256   # of max_connections, those one client address may hold
 # [metrics]
 # token_file = "metrics.token"        # /metrics then needs this bearer token and labels orgs
+# Enrollment with the default org's registration key, which every public default installer carries.
+# [enroll]
+# default_per_address_per_hour = 20   # per client address (429 beyond); raise it for a lab behind NAT
+# default_max_devices = 10000         # active devices of the default org (409 beyond)
 "#;
 
 /// Creates what is missing for `settings`. `write_config` also writes `./depot.toml` when no

@@ -309,3 +309,135 @@ fn agents_enroll_update_refuse_damage_resume_roll_back_and_stop_when_deactivated
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Issue 13, item 3: an org's channel change, pin and unpin used to freeze its agents (the new
+/// channel's manifest had a serial of its own, lower than the last accepted, so the agent
+/// refused it as a replay and reported `failed`). Now serials grow across an org's channels:
+/// the agent follows every change, with one last serial and no refusal.
+#[test]
+fn agents_follow_channel_changes_pins_and_unpins() {
+    if !cfg!(all(target_os = "linux", target_arch = "x86_64")) {
+        eprintln!(
+            "skipping: the end-to-end agent test builds linux-x86_64 packages for this machine"
+        );
+        return;
+    }
+    let listen = format!("127.0.0.1:{}", free_port());
+    let base = format!("http://{listen}");
+    let ws = Workspace::init_with_env(&[("DEPOT_PUBLIC_URL", &base)]);
+    ws.ok(&["org", "add", "physics", "--name", "Physics"]);
+    let v1 = payloads(&ws, "1.0.0", 1);
+    ws.ok(&["release", "add", "1.0.0", "--payload", &v1[2]]);
+    ws.ok(&["release", "publish", "1.0.0", "--channel", "stable"]);
+    ws.ok(&["release", "publish", "1.0.0", "--channel", "beta"]);
+    let v11 = payloads(&ws, "1.1.0", 1);
+    ws.ok(&["release", "add", "1.1.0", "--payload", &v11[2]]);
+    ws.ok(&["release", "publish", "1.1.0", "--channel", "beta"]);
+    let v12 = payloads(&ws, "1.2.0", 1);
+    ws.ok(&["release", "add", "1.2.0", "--payload", &v12[2]]);
+    ws.ok(&["release", "publish", "1.2.0", "--channel", "stable"]);
+    ws.ok(&["release", "publish", "1.2.0", "--channel", "beta"]);
+    let admin = ws
+        .ok(&["token", "create", "--role", "admin"])
+        .trim()
+        .to_string();
+    let _server = serve(&ws, &listen);
+    let client = reqwest::blocking::Client::new();
+
+    let export = ws.dir.path().join("export");
+    ws.ok(&[
+        "export",
+        "--org",
+        "physics",
+        "--release",
+        "1.0.0",
+        "--out",
+        export.to_str().unwrap(),
+    ]);
+    let package = ws.dir.path().join("package");
+    common::run_in(
+        ws.dir.path(),
+        "unzip",
+        &[
+            "-q",
+            export
+                .join("physics-1.0.0-linux-x86_64.zip")
+                .to_str()
+                .unwrap(),
+            "-d",
+            package.to_str().unwrap(),
+        ],
+    );
+    let a = ws.dir.path().join("agent-a");
+    agent_ok(&[
+        "enroll",
+        "--state-dir",
+        a.to_str().unwrap(),
+        "--from",
+        package.join("deploy.properties").to_str().unwrap(),
+    ]);
+    // Changes go through the API: the server that takes one answers the next check with it.
+    let change = |edit: &dyn Fn(&mut serde_json::Value)| {
+        let url = format!("{base}/v1/orgs/physics");
+        let mut org: serde_json::Value = client
+            .get(&url)
+            .bearer_auth(&admin)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        edit(&mut org);
+        let resp = client
+            .put(&url)
+            .bearer_auth(&admin)
+            .json(&org)
+            .send()
+            .unwrap();
+        assert!(resp.status().is_success(), "{}", resp.text().unwrap());
+    };
+    let run = || agent_ok(&["run", "--once", "--state-dir", a.to_str().unwrap()]);
+    let serial = || status(&a)["last_manifest_serial"].as_u64().unwrap();
+    let no_error = |step: &str| {
+        let st = status(&a);
+        assert!(st["last_error"].is_null(), "{step}: {st}");
+    };
+
+    // Pinned to 1.0.0 on stable: up to date.
+    change(&|org| org["pinned_version"] = "1.0.0".into());
+    assert!(run().contains("up to date"));
+    no_error("pinned");
+    let mut last = serial();
+
+    // To beta, pin kept: still 1.0.0, on a manifest of beta with a higher serial.
+    change(&|org| org["channel"] = "beta".into());
+    assert!(run().contains("up to date"));
+    no_error("to beta");
+    assert!(
+        serial() > last,
+        "the beta manifest's serial follows stable's"
+    );
+    last = serial();
+
+    // Pinned to 1.1.0, which only beta has.
+    change(&|org| org["pinned_version"] = "1.1.0".into());
+    let out = run();
+    assert!(out.contains("installed 1.1.0"), "{out}");
+    no_error("pin 1.1.0");
+    assert!(serial() > last);
+    last = serial();
+
+    // Back to stable: 1.1.0 is not there; the pin offers nothing, and the agent accepts the
+    // stable manifest signed now (its old one had a lower serial than beta's).
+    change(&|org| org["channel"] = "stable".into());
+    assert!(run().contains("up to date"));
+    no_error("back to stable");
+    assert!(serial() > last);
+    last = serial();
+
+    // Unpinned: the rollout target of stable, 1.2.0.
+    change(&|org| org["pinned_version"] = serde_json::Value::Null);
+    let out = run();
+    assert!(out.contains("installed 1.2.0"), "{out}");
+    no_error("unpinned");
+    assert!(serial() > last);
+}

@@ -346,6 +346,16 @@ fn reports_and_audit_events_are_counted_once(backend: Backend) {
                 start.wait();
                 for d in 0..DEVICES_PER_CLIENT {
                     let (_, token) = cluster.enroll(&balancer, &http, &format!("lab-{i}-{d}"));
+                    // A report counts only for a release the device was offered (CONTRACT 6
+                    // rule 6): the check goes first, to the same replica (hashed by address).
+                    let (status, body) = call(
+                        &http,
+                        "POST",
+                        &format!("{balancer}/v1/update-check"),
+                        Some(&token),
+                        Some(json!({"platform": "linux-x86_64", "current_version": null})),
+                    );
+                    assert_eq!(status, 200, "check: {body}");
                     let (status, body) = call(
                         &http,
                         "POST",

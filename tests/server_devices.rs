@@ -159,7 +159,11 @@ fn enrollment_keys_rate_limit_rotation_and_seats() {
     let key = app.key(&physics);
     let (id, token) = app.device(&key, "lab-01");
     assert!(id.starts_with("dev_") && token.starts_with("depot_dev_"));
-    app.device(&key, "lab-02"); // beyond the one seat: still enrolled
+    // Beyond the one seat: refused, with a code that says why.
+    let beyond = app.enroll(&key, "lab-02");
+    assert_eq!(beyond.status(), 409);
+    let body: Value = beyond.json().unwrap();
+    assert_eq!(body["error"]["code"], "seats_exhausted", "{body}");
     let usage = app.get("/v1/orgs/physics/usage");
     assert_eq!(
         (
@@ -167,12 +171,24 @@ fn enrollment_keys_rate_limit_rotation_and_seats() {
             usage["enrolled"].as_u64(),
             usage["over_seats"].as_u64()
         ),
-        (Some(1), Some(2), Some(1))
+        (Some(1), Some(1), Some(0))
     );
-    let audit = app.get("/v1/audit?org=physics&action=device.enroll.over_seats");
-    assert_eq!(audit.as_array().unwrap().len(), 1, "{audit}");
+    // The default org's cap is a 409 too.
+    app.depot.set_enroll_limits(depot::config::EnrollLimits {
+        default_per_address_per_hour: 100,
+        default_max_devices: 1,
+    });
+    let default_key = app.key(&OrgCode::default_org());
+    app.device(&default_key, "anon-1");
+    let capped = app.enroll(&default_key, "anon-2");
+    assert_eq!(capped.status(), 409);
+    let body: Value = capped.json().unwrap();
+    assert_eq!(body["error"]["code"], "enrollment_cap_reached", "{body}");
 
     // Rotation: the old key stops at once; enrolled devices keep working.
+    let mut config = app.depot.org(&physics).unwrap().config;
+    config.seats = 2;
+    app.depot.update_org(&actor(), &physics, config).unwrap();
     app.depot.rotate_key(&actor(), &physics).unwrap();
     assert_eq!(app.enroll(&key, "lab-03").status(), 403);
     app.settle();
@@ -275,56 +291,102 @@ fn a_rollout_reaches_exactly_the_devices_its_buckets_name() {
     );
 }
 
+/// Issue 13, item 1, the attack: the default org's registration key is in every public
+/// installer; 10 anonymous enrollments and 10 `failed` reports (also for a version never
+/// offered, also after an admin's resume) used to pause a release for every org. Now a report
+/// on a release the device was never offered is 422, devices enrolled after the rollout began
+/// do not count, one org's failures can only hold the release for that org, and the default
+/// key's enrollments are limited per address.
 #[test]
-fn failed_reports_halt_the_rollout_and_deactivation_stops_a_device() {
+fn anonymous_default_devices_cannot_halt_a_rollout() {
     let app = start();
-    let org = app.org("bio", 0);
+    let bio = app.org("bio", 0);
     app.release("2.0.0", 100);
-    let key = app.key(&org);
-    let devices: Vec<(String, String)> = (0..10)
-        .map(|i| app.device(&key, &format!("h{i}")))
+    let bio_device = app.device(&app.key(&bio), "bio-1");
+    app.depot.set_enroll_limits(depot::config::EnrollLimits {
+        default_per_address_per_hour: 10,
+        default_max_devices: 10_000,
+    });
+    let default_key = app.key(&OrgCode::default_org());
+    let attackers: Vec<(String, String)> = (0..10)
+        .map(|i| app.device(&default_key, &format!("anon-{i}")))
         .collect();
-    let report = |token: &str, kind: &str| {
-        Client::new()
-            .post(format!("{}/v1/devices/events", app.base))
-            .bearer_auth(token)
-            .json(&json!({"version": "2.0.0", "kind": kind, "message": "exit code 1603"}))
-            .send()
-            .unwrap()
-            .status()
-            .as_u16()
+    let refused = app.enroll(&default_key, "anon-10");
+    assert_eq!(refused.status(), 429, "the address used up its hour");
+
+    let paused = || {
+        let rollouts = app.get("/v1/rollouts");
+        let r = rollouts.as_array().unwrap()[0].clone();
+        (r["paused"].as_bool().unwrap(), r)
     };
-    for (i, (_, token)) in devices.iter().enumerate() {
-        assert_eq!(
-            report(token, if i < 2 { "failed" } else { "installed" }),
-            204
-        );
+    // Never offered: 422 with a code that says so, nothing recorded.
+    for (_, token) in &attackers {
+        for version in ["2.0.0", "99.0.0"] {
+            let resp = Client::new()
+                .post(format!("{}/v1/devices/events", app.base))
+                .bearer_auth(token)
+                .json(&json!({"version": version, "kind": "failed", "message": "x"}))
+                .send()
+                .unwrap();
+            assert_eq!(resp.status(), 422);
+            let body: Value = resp.json().unwrap();
+            assert_eq!(body["error"]["code"], "not_offered", "{body}");
+        }
     }
-    let rollouts = app.get("/v1/rollouts");
-    let r = &rollouts.as_array().unwrap()[0];
+    let (is_paused, r) = paused();
+    assert!(!is_paused, "{r}");
+    assert_eq!(r["failed"], 0, "{r}");
+
+    // Offered by a check, but enrolled after the rollout began: recorded, not counted.
+    for (_, token) in &attackers {
+        assert_eq!(app.check(token, None).1["offer"]["version"], "2.0.0");
+        assert_eq!(app.report(token, "2.0.0", "failed"), 204);
+    }
+    let (is_paused, r) = paused();
+    assert!(!is_paused, "{r}");
+    assert_eq!(r["failed"], 10, "recorded: {r}");
+    assert_eq!(r["holds"], json!([]), "{r}");
     assert_eq!(
-        (
-            r["paused"].as_bool(),
-            r["failed"].as_u64(),
-            r["installed"].as_u64()
-        ),
-        (Some(true), Some(2), Some(8)),
-        "{rollouts}"
+        app.check(&bio_device.1, None).1["offer"]["version"],
+        "2.0.0"
     );
-    assert!(
-        r["pause_reason"]
-            .as_str()
-            .unwrap()
-            .starts_with("halted: 2 of 10"),
-        "{r}"
-    );
+
+    // After a resume, more of the same changes nothing either.
+    app.depot
+        .set_rollout(
+            &actor(),
+            &Version::parse("2.0.0").unwrap(),
+            &Channel::stable(),
+            None,
+            Some(false),
+        )
+        .unwrap();
+    for (_, token) in &attackers {
+        assert_eq!(app.report(token, "2.0.0", "failed"), 204);
+        assert_eq!(app.report(token, "99.0.0", "failed"), 422);
+    }
+    assert!(!paused().0);
     assert_eq!(
         app.get("/v1/audit?action=rollout.halt")
             .as_array()
             .unwrap()
             .len(),
-        1
+        0
     );
+    assert_eq!(
+        app.check(&bio_device.1, None).1["offer"]["version"],
+        "2.0.0"
+    );
+}
+
+#[test]
+fn deactivation_stops_a_device_and_check_ins_are_recorded() {
+    let app = start();
+    let org = app.org("bio", 0);
+    app.release("2.0.0", 100);
+    let key = app.key(&org);
+    let devices: Vec<(String, String)> =
+        (0..4).map(|i| app.device(&key, &format!("h{i}"))).collect();
 
     // Check-ins are recorded (batched) with address and version.
     app.check(&devices[3].1, Some("2.0.0"));
@@ -341,7 +403,7 @@ fn failed_reports_halt_the_rollout_and_deactivation_stops_a_device() {
         .unwrap();
     assert_eq!(resp.status(), 204);
     assert_eq!(app.check(token, Some("2.0.0")).0, 401);
-    assert_eq!(app.get("/v1/orgs/bio/usage")["enrolled"], 9);
+    assert_eq!(app.get("/v1/orgs/bio/usage")["enrolled"], 3);
 }
 
 #[test]

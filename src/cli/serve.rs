@@ -37,6 +37,14 @@ pub struct ServeArgs {
     /// replaces `[metrics] token_file` in depot.toml. Default: none, metrics public without orgs.
     #[arg(long, env = "DEPOT_METRICS_TOKEN_FILE", value_name = "FILE")]
     pub metrics_token_file: Option<PathBuf>,
+    /// Enrollments one client address may make per hour with the default org's public
+    /// registration key; replaces `[enroll] default_per_address_per_hour` (default 20).
+    #[arg(long, env = "DEPOT_ENROLL_PER_ADDRESS_PER_HOUR", value_name = "N")]
+    pub enroll_per_address_per_hour: Option<u32>,
+    /// Active devices the default org may have; replaces `[enroll] default_max_devices`
+    /// (default 10000).
+    #[arg(long, env = "DEPOT_ENROLL_DEFAULT_MAX_DEVICES", value_name = "N")]
+    pub enroll_default_max_devices: Option<u64>,
 }
 
 pub fn command(global: &super::GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
@@ -52,6 +60,12 @@ pub fn command(global: &super::GlobalArgs, args: ServeArgs) -> anyhow::Result<()
     }
     if let Some(seconds) = args.presign_downloads {
         settings.artifacts.presign_downloads(seconds)?;
+    }
+    if let Some(n) = args.enroll_per_address_per_hour {
+        settings.enroll.default_per_address_per_hour = n;
+    }
+    if let Some(n) = args.enroll_default_max_devices {
+        settings.enroll.default_max_devices = n;
     }
     let listen = args
         .listen

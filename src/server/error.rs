@@ -44,6 +44,13 @@ pub enum ApiError {
     RateLimited(String),
     #[error("the request took too long")]
     Timeout,
+    /// A 4xx whose code says more than its status (`seats_exhausted`, `not_offered`).
+    #[error("{message}")]
+    Coded {
+        status: StatusCode,
+        code: &'static str,
+        message: String,
+    },
     #[error("internal error: {0}")]
     Internal(#[source] Box<dyn StdError + Send + Sync>),
 }
@@ -86,6 +93,7 @@ impl ApiError {
             ApiError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Timeout => StatusCode::REQUEST_TIMEOUT,
+            ApiError::Coded { status, .. } => *status,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -104,6 +112,7 @@ impl ApiError {
             ApiError::RangeNotSatisfiable { .. } => "range_not_satisfiable",
             ApiError::RateLimited(_) => "rate_limited",
             ApiError::Timeout => "timeout",
+            ApiError::Coded { code, .. } => code,
             ApiError::Internal(_) => "internal",
         }
     }
@@ -182,6 +191,22 @@ impl From<ServiceError> for ApiError {
             ServiceError::NotFound(what) => ApiError::not_found(what),
             ServiceError::Conflict(message) => ApiError::Conflict(message),
             ServiceError::Forbidden(message) => ApiError::Forbidden(message),
+            ServiceError::NotOffered(message) => ApiError::Coded {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                code: "not_offered",
+                message,
+            },
+            ServiceError::SeatsExhausted(message) => ApiError::Coded {
+                status: StatusCode::CONFLICT,
+                code: "seats_exhausted",
+                message,
+            },
+            ServiceError::EnrollmentCap(message) => ApiError::Coded {
+                status: StatusCode::CONFLICT,
+                code: "enrollment_cap_reached",
+                message,
+            },
+            ServiceError::RateLimited(message) => ApiError::RateLimited(message),
             // Templates, packaging, signing, storage: the server's own state, not the request.
             other => ApiError::internal(other),
         }

@@ -343,7 +343,7 @@ fn method_filter(method: &HttpMethod) -> MethodFilter {
         routes::fleet::UpdateCheck, routes::fleet::DeviceReport,
         crate::service::fleet::EnrollRequest, crate::service::fleet::Enrolled,
         crate::service::fleet::UpdateAnswer, crate::service::fleet::Offer, crate::service::fleet::PackageOffer,
-        crate::service::fleet::DeviceView, crate::service::fleet::UsageView, crate::service::fleet::RolloutView,
+        crate::service::fleet::DeviceView, crate::service::fleet::UsageView, crate::service::fleet::RolloutView, crate::service::fleet::HoldView,
     )),
     modifiers(&BearerScheme)
 )]

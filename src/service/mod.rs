@@ -47,6 +47,18 @@ pub enum ServiceError {
     Unsupported(String),
     #[error("{0}")]
     Forbidden(String),
+    /// A device report on a release it was never offered (rule 6): nothing was recorded.
+    #[error("{0}")]
+    NotOffered(String),
+    /// An org with `seats` set has as many active devices as seats.
+    #[error("{0}")]
+    SeatsExhausted(String),
+    /// The default org has as many active devices as `[enroll] default_max_devices`.
+    #[error("{0}")]
+    EnrollmentCap(String),
+    /// Too many enrollments from one address with the default org's public key.
+    #[error("{0}")]
+    RateLimited(String),
     #[error(transparent)]
     Template(#[from] TemplateError),
     #[error(transparent)]
@@ -184,6 +196,7 @@ impl Depot {
             part_digests: Default::default(),
             fleet: Default::default(),
         };
+        depot.set_enroll_limits(settings.enroll);
         depot.ensure_default_org()?;
         Ok(depot)
     }

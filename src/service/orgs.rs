@@ -69,6 +69,8 @@ impl Depot {
         config: OrgConfig,
     ) -> Result<(Org, BuildReport)> {
         let org = self.meta.update_org_config(code, &config, now())?;
+        // A channel change, pin or unpin reaches the org's next update check on this server.
+        self.invalidate_fleet();
         self.audit(actor, Some(code), "org.update", code.as_str(), None)?;
         let report = self.rebuild_org(code)?;
         Ok((org, report))
@@ -146,6 +148,8 @@ impl Depot {
             check_overlay(name, bytes)?;
         }
         let org = self.meta.update_org_config(code, &config, now())?;
+        // A channel change, pin or unpin reaches the org's next update check on this server.
+        self.invalidate_fleet();
         self.audit(actor, Some(code), "org.update", code.as_str(), None)?;
         let existing = self.meta.list_overlays(code)?;
         for (name, bytes) in overlays {

@@ -195,6 +195,7 @@ impl Depot {
             },
         };
         self.meta.put_rollout(&rollout)?;
+        self.invalidate_fleet();
         let detail = format!(
             "channel {channel} at {percent}%; {} packages built",
             report.built.len()
@@ -240,6 +241,24 @@ impl Depot {
         }
         rollout.updated_at = now();
         self.meta.put_rollout(&rollout)?;
+        // A resume is the admin's judgement of the failures so far: the holds go, and only
+        // failures counted from now on can halt the rollout again.
+        let lifted = if paused == Some(false) {
+            self.meta.resume_rollout_halt(version, channel)?
+        } else {
+            Vec::new()
+        };
+        // Before the answer: the very next update check on this server must see the change.
+        self.invalidate_fleet();
+        for hold in &lifted {
+            self.audit(
+                actor,
+                Some(&hold.org),
+                "rollout.hold.lift",
+                &format!("{version} on {channel}"),
+                Some(format!("lifted by resume: {}", hold.reason)),
+            )?;
+        }
         let detail = format!(
             "channel {channel}: {}%{}",
             rollout.percent,

@@ -222,6 +222,26 @@ pub trait MetaStore: Send + Sync {
     /// channel as this commit left them (`None` when the report names no release), so that the
     /// automatic halt needs no second query.
     fn append_device_event(&self, event: &DeviceEvent) -> Result<Option<RolloutCounts>>;
+    /// A device's report as the API takes it (rule 6): refused ([`ReportOutcome::NotOffered`],
+    /// nothing written) when it names a release the device was never offered on the channel;
+    /// else recorded as [`MetaStore::append_device_event`] does, and counted toward the halt
+    /// when the device had enrolled before the rollout began, once per device and outcome.
+    fn record_report(&self, event: &DeviceEvent) -> Result<ReportOutcome>;
+    /// Holds a rollout for one org; false (and nothing changes) when it is held already.
+    fn put_rollout_hold(&self, hold: &RolloutHold) -> Result<bool>;
+    /// Every hold, oldest first.
+    fn list_rollout_holds(&self) -> Result<Vec<RolloutHold>>;
+    /// An admin's resume of a rollout: lifts its holds (returned) and starts the halt's count
+    /// anew, so that only reports counted from now on can halt it again.
+    fn resume_rollout_halt(&self, version: &Version, channel: &Channel)
+        -> Result<Vec<RolloutHold>>;
+    /// The highest serial of any stored manifest of the org and platform, whatever the channel
+    /// (0 when there is none): serials grow across channels, see `put_manifest`.
+    fn latest_manifest_serial(
+        &self,
+        org: &OrgCode,
+        platform: crate::domain::Platform,
+    ) -> Result<u64>;
     /// Counts per release and channel, in devices: offered it, reported it downloaded, and
     /// whose latest installed-or-failed report on it is installed (or failed). A device that
     /// fails again and again counts once, so it cannot halt a rollout alone. Kept as reports
@@ -233,8 +253,10 @@ pub trait MetaStore: Send + Sync {
         platform: crate::domain::Platform,
         channel: &Channel,
     ) -> Result<Option<ManifestRecord>>;
-    /// Stores a manifest whose serial is higher than the stored one; returns false (and stores
-    /// nothing) when another process already stored this serial or a higher one.
+    /// Stores a manifest whose serial is higher than that of every stored manifest of its org and
+    /// platform, on any channel; returns false (and stores nothing) when another process already
+    /// stored this serial or a higher one. Serials growing across channels are what lets an
+    /// agent follow its org's channel changes with one last serial and no replay window.
     fn put_manifest(&self, manifest: &ManifestRecord) -> Result<bool>;
 
     /// A number that changes whenever any other process commits, so in-memory caches of a long

@@ -23,6 +23,7 @@ mod build_lock;
 mod changes;
 mod fleet;
 mod people;
+mod halt;
 mod pool;
 mod rows;
 mod schema;
@@ -1080,6 +1081,34 @@ impl MetaStore for PgStore {
 
     fn put_manifest(&self, manifest: &super::ManifestRecord) -> Result<bool> {
         self.write_unversioned(|tx| fleet::put_manifest(tx, manifest))
+    }
+
+    fn latest_manifest_serial(
+        &self,
+        org: &OrgCode,
+        platform: crate::domain::Platform,
+    ) -> Result<u64> {
+        self.read(|db| fleet::latest_manifest_serial(db, org, platform))
+    }
+
+    fn record_report(&self, event: &super::DeviceEvent) -> Result<super::ReportOutcome> {
+        self.write_unversioned(|tx| halt::record_report(tx, event))
+    }
+
+    fn put_rollout_hold(&self, hold: &super::RolloutHold) -> Result<bool> {
+        self.write(|tx| halt::put_rollout_hold(tx, hold))
+    }
+
+    fn list_rollout_holds(&self) -> Result<Vec<super::RolloutHold>> {
+        self.read(|db| halt::list_rollout_holds(db))
+    }
+
+    fn resume_rollout_halt(
+        &self,
+        version: &Version,
+        channel: &Channel,
+    ) -> Result<Vec<super::RolloutHold>> {
+        self.write(|tx| halt::resume_rollout_halt(tx, version, channel))
     }
 
     /// From memory while the change listener is connected; a query otherwise.

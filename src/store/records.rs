@@ -264,3 +264,40 @@ pub struct ManifestRecord {
     pub json: String,
     pub minisig: String,
 }
+
+/// A rollout held for one org by the automatic halt (rule 6): that org's devices are not offered
+/// the release on the channel until an admin resumes the rollout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RolloutHold {
+    pub version: Version,
+    pub channel: Channel,
+    pub org: OrgCode,
+    pub reason: String,
+    pub at: i64,
+}
+
+/// One org's counted reports (rule 6) on a release and channel since the last resume, in
+/// devices.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CountedTally {
+    pub org: OrgCode,
+    pub installed: u64,
+    pub failed: u64,
+}
+
+/// What recording a device's report did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReportOutcome {
+    /// The device was never offered the release on the channel: nothing was recorded.
+    NotOffered,
+    Recorded {
+        /// [`super::MetaStore::rollout_counts`] as this commit left them; `None` for a report
+        /// that names no release.
+        counts: Option<RolloutCounts>,
+        /// The report is a failure that counts (rule 6) and had not been counted before.
+        new_counted_failure: bool,
+        /// With a new counted failure, every org's counted reports since the last resume
+        /// (empty otherwise: nothing can tip the halt).
+        tallies: Vec<CountedTally>,
+    },
+}

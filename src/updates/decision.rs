@@ -32,8 +32,9 @@
 //! 6. Nothing is offered when the target is the current version. A device that reports no
 //!    version (just enrolled, nothing installed yet) is offered the pin or its rollout target.
 //!
-//! Rule 6 of the contract (the automatic halt of a failing rollout) is [`should_halt`]; the
-//! caller pauses the rollout, which rule 3 then honours.
+//! Rule 6 of the contract (the automatic halt of a failing rollout) is in `updates::halt`; the
+//! caller pauses the rollout for the channel or holds it for one org ([`RolloutState::held`]),
+//! which rule 3 then honours.
 //!
 //! The caller passes every release it knows, yanked ones included: whether the device's current
 //! version is yanked is read from this list (a version not in the list is not yanked).
@@ -84,12 +85,15 @@ pub struct RolloutState {
     /// 0-100; a value above 100 includes everyone, like 100.
     pub percent: u8,
     pub paused: bool,
+    /// The release is held for the device's org (rule 6: its own devices failed too often);
+    /// like a pause, but for that org only.
+    pub held: bool,
 }
 
 impl RolloutState {
     /// Whether this rollout reaches a device whose bucket for the release is `bucket`.
     pub fn includes(&self, bucket: u8) -> bool {
-        !self.paused && bucket < self.percent
+        !self.paused && !self.held && bucket < self.percent
     }
 }
 
@@ -173,7 +177,11 @@ fn rollout_target<'a, 'c: 'a>(
         let Some(rollout) = candidate.rollout else {
             continue;
         };
-        if rollout.paused || rollout.percent == 0 || best.is_some_and(|b| b >= candidate.version) {
+        if rollout.paused
+            || rollout.held
+            || rollout.percent == 0
+            || best.is_some_and(|b| b >= candidate.version)
+        {
             continue;
         }
         // At 100% every bucket is included: skip the hash, the common case of a finished rollout.

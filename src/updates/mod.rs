@@ -10,11 +10,16 @@
 //! randomness, no logging. It never panics on anything a server, a device or the network sends.
 
 mod decision;
+mod halt;
 mod manifest;
 
 pub use decision::{
     bucket, decide_update, should_halt, Candidate, ChannelPolicy, Decision, DeviceFacts, OrgPolicy,
     RolloutState, HALT_FAILURE_PERCENT, HALT_MIN_REPORTS,
+};
+pub use halt::{
+    channel_must_pause, hold_reason, org_must_hold, pause_reason, OrgTally, HOLD_FAILURE_PERCENT,
+    HOLD_MIN_FAILED, PAUSE_MIN_FAILED, PAUSE_MIN_ORGS,
 };
 pub use manifest::{
     check_offer, Expectation, ManifestError, ManifestRelease, ManifestState, OfferView,

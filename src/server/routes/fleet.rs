@@ -51,6 +51,7 @@ fn device_id(caller: &Caller) -> ApiResult<String> {
 
 #[utoipa::path(post, path = "/v1/devices/enroll", tag = "devices", request_body = EnrollRequest,
     responses((status = 201, body = Enrolled), (status = 403, body = ErrorBody, description = "Unknown registration key"),
+        (status = 409, body = ErrorBody, description = "seats_exhausted, or enrollment_cap_reached for the default org"),
         (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn enroll(
     State(state): State<ApiState>,
@@ -136,7 +137,8 @@ pub(crate) fn answer_json(answer: &EncodedAnswer) -> Response {
 }
 
 #[utoipa::path(post, path = "/v1/devices/events", tag = "devices", request_body = DeviceReport,
-    responses((status = 204, description = "Recorded"), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)),
+    responses((status = 204, description = "Recorded"), (status = 401, body = ErrorBody),
+        (status = 422, body = ErrorBody, description = "Bad input, or not_offered: a release the device was never offered")),
     security(("bearer" = [])))]
 pub async fn device_event(
     State(state): State<ApiState>,

@@ -141,23 +141,35 @@ impl Depot {
         }
         let state = state_of(snap, org, platform);
         let fresh = |m: &ReleaseManifest| m.state() == state && !m.is_due_for_resign(at);
+        // Serials grow across the channels of an org and platform: the manifest a device is
+        // served must be the one signed last, whatever its channel. After a channel change (or
+        // back) the new channel's manifest is signed anew, with a serial above the old
+        // channel's, so that an agent keeping one last serial follows the change without a
+        // refusal, and a man in the middle replaying the other channel's manifest (or an older
+        // one of this channel) shows a serial lower than the last accepted: refused. The
+        // manifest names its channel, but the agent cannot know which channel is right (the
+        // answer around the manifest is not signed); the order of serials is what it can trust.
+        let mut latest = self.meta.latest_manifest_serial(&org.code, platform)?;
         if let Some(c) = entries.get_mut(&org.code).and_then(|list| {
             list.iter_mut()
                 .find(|c| c.platform == platform && &c.channel == channel)
         }) {
-            if fresh(&c.manifest) {
+            if fresh(&c.manifest) && c.manifest.serial >= latest {
                 c.generation = snap.generation;
                 return Ok(c.signed.clone());
             }
         }
         // Another process (a replica, or this one before a restart) may have signed it already.
-        for _attempt in 0..3 {
+        for attempt in 0..3 {
+            if attempt > 0 {
+                latest = self.meta.latest_manifest_serial(&org.code, platform)?;
+            }
             let stored = self.meta.get_manifest(&org.code, platform, channel)?;
             let stored_manifest = stored
                 .as_ref()
                 .and_then(|s| serde_json::from_str::<ReleaseManifest>(&s.json).ok());
             if let (Some(record), Some(manifest)) = (&stored, &stored_manifest) {
-                if fresh(manifest) {
+                if fresh(manifest) && record.serial >= latest {
                     let signed = EncodedManifest::from(&SignedManifest {
                         json: record.json.clone(),
                         minisig: record.minisig.clone(),
@@ -176,7 +188,7 @@ impl Depot {
                     return Ok(signed);
                 }
             }
-            let serial = stored.as_ref().map_or(1, |s| s.serial + 1);
+            let serial = stored.as_ref().map_or(0, |s| s.serial).max(latest) + 1;
             let manifest = ReleaseManifest::issue(state.clone(), serial, at)
                 .map_err(|e| ServiceError::Invalid(format!("cannot issue a manifest: {e}")))?;
             let signed = manifest.sign(&self.key);

@@ -11,6 +11,7 @@
 
 mod checkins;
 mod encoded;
+mod enroll_gate;
 mod manifests;
 mod snapshot;
 #[cfg(test)]
@@ -22,10 +23,10 @@ pub use snapshot::{DeviceEntry, DeviceIndex, Snapshot};
 
 use super::{now, Actor, Depot, Result, ServiceError};
 use crate::domain::{OrgCode, Platform, RegistrationKey, Sha256, Version};
-use crate::store::{Device, DeviceEvent, EventKind, RolloutCounts};
+use crate::store::{Device, DeviceEvent, EventKind, ReportOutcome, RolloutCounts, RolloutHold};
 use crate::updates::{
-    decide_update, should_halt, Candidate, ChannelPolicy, Decision, DeviceFacts, OrgPolicy,
-    RolloutState,
+    channel_must_pause, decide_update, hold_reason, org_must_hold, pause_reason, Candidate,
+    ChannelPolicy, Decision, DeviceFacts, OrgPolicy, OrgTally, RolloutState,
 };
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
@@ -52,6 +53,8 @@ pub struct Fleet {
     reload: Mutex<()>,
     /// Serialises the automatic halt, so that two reports tipping it at once halt it once.
     halting: Mutex<()>,
+    /// Limits on enrollment with the default org's public registration key.
+    enroll: enroll_gate::EnrollGate,
 }
 
 /// The snapshot in use, the store's change counter it is known to be up to date with, and
@@ -220,10 +223,20 @@ pub struct RolloutView {
     pub percent: u8,
     pub paused: bool,
     pub pause_reason: Option<String>,
+    /// Orgs whose devices are not offered the release (rule 6), with why.
+    pub holds: Vec<HoldView>,
     pub offered: u64,
     pub downloaded: u64,
     pub installed: u64,
     pub failed: u64,
+}
+
+/// A rollout held for one org by the automatic halt.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct HoldView {
+    pub org: String,
+    pub reason: String,
+    pub since: String,
 }
 
 /// The active device with this id and its org; its platform must be the one asked about.
@@ -289,6 +302,54 @@ fn org_for<'a>(
     snap.orgs
         .get(&device.org)
         .ok_or_else(|| ServiceError::NotFound(format!("org {}", device.org)))
+}
+
+/// The pure decision (CONTRACT 6) for a device of `org` with the state of `snap`.
+fn decide(
+    snap: &Snapshot,
+    device_id: &str,
+    org: &crate::org::Org,
+    platform: Platform,
+    current: Option<&Version>,
+) -> Decision {
+    let channel = &org.config.channel;
+    let min_version = snap
+        .channels
+        .get(channel)
+        .and_then(|c| c.min_version.as_ref());
+    let candidates: Vec<Candidate<'_>> = snap
+        .releases
+        .iter()
+        .map(|r| Candidate {
+            version: &r.version,
+            has_platform: snap.package(&org.code, &r.version, platform).is_some(),
+            yanked: r.yanked.is_some(),
+            rollout: snap
+                .rollouts
+                .iter()
+                .find(|o| &o.channel == channel && o.version == r.version)
+                .map(|o| RolloutState {
+                    percent: o.percent,
+                    paused: o.paused,
+                    held: snap.holds.iter().any(|h| {
+                        h.org == org.code && &h.channel == channel && h.version == r.version
+                    }),
+                }),
+        })
+        .collect();
+    decide_update(
+        &DeviceFacts {
+            device_id,
+            platform,
+            current,
+        },
+        &OrgPolicy {
+            channel,
+            pinned_version: org.config.pinned_version.as_ref(),
+        },
+        &ChannelPolicy { min_version },
+        &candidates,
+    )
 }
 
 fn random_hex(bytes: usize) -> String {
@@ -395,7 +456,11 @@ impl Depot {
     }
 
     /// Forgets the in-memory state after a change this process made, so the next request sees it.
+    /// Under the reload lock: a reload that read the change counter before the change committed
+    /// finishes first and is then dropped, instead of installing its older state afterwards (for
+    /// 100 ms a pause would not hold).
     pub(crate) fn invalidate_fleet(&self) {
+        let _reloading = self.fleet.reload.lock().unwrap_or_else(|p| p.into_inner());
         *self
             .fleet
             .current
@@ -439,8 +504,14 @@ impl Depot {
             .ok_or_else(|| ServiceError::NotFound(format!("active device {id}")))
     }
 
-    /// Enrolls a machine with its org's current registration key. Beyond the org's seats it still
-    /// enrolls (a backup must never be refused) and records the overrun.
+    /// Sets the limits on enrollment with the default org's registration key.
+    pub fn set_enroll_limits(&self, limits: crate::config::EnrollLimits) {
+        self.fleet.enroll.set_limits(limits);
+    }
+
+    /// Enrolls a machine with its org's current registration key. The default org's key is in
+    /// every public installer: its enrollments are limited per address (429) and in number
+    /// (409); an org with `seats` set refuses enrollment beyond them (409 `seats_exhausted`).
     pub fn enroll(&self, request: &EnrollRequest, address: &str) -> Result<Enrolled> {
         let key = RegistrationKey::parse(&request.registration_key)
             .map_err(|_| ServiceError::Forbidden("unknown registration key".into()))?;
@@ -452,7 +523,47 @@ impl Depot {
             .meta
             .find_org_by_key(&key)?
             .ok_or_else(|| ServiceError::Forbidden("unknown registration key".into()))?;
+        let is_default = org.code == OrgCode::default_org();
+        if is_default && !self.fleet.enroll.admit_default(address) {
+            return Err(ServiceError::RateLimited(format!(
+                "too many enrollments from {address} with the default registration key in the \
+                 last hour (at most {}; an operator raises `[enroll] \
+                 default_per_address_per_hour` for a lab behind one address)",
+                self.fleet.enroll.limits().default_per_address_per_hour
+            )));
+        }
+        let created = self.enroll_into(&org, platform, hostname, os_version, user, address);
+        if is_default && created.is_err() {
+            self.fleet.enroll.give_back(address);
+        }
+        created
+    }
+
+    fn enroll_into(
+        &self,
+        org: &crate::org::Org,
+        platform: Platform,
+        hostname: String,
+        os_version: String,
+        user: String,
+        address: &str,
+    ) -> Result<Enrolled> {
         let active = self.meta.count_active_devices(&org.code)?;
+        let seats = u64::from(org.config.seats);
+        if seats > 0 && active >= seats {
+            return Err(ServiceError::SeatsExhausted(format!(
+                "org {} has {active} active devices for its {seats} seats; deactivate a device \
+                 or ask for more seats",
+                org.code
+            )));
+        }
+        let cap = self.fleet.enroll.limits().default_max_devices;
+        if org.code == OrgCode::default_org() && active >= cap {
+            return Err(ServiceError::EnrollmentCap(format!(
+                "the default org has {active} active devices, its limit (`[enroll] \
+                 default_max_devices`); use your department's installer"
+            )));
+        }
         let id = format!("dev_{}", random_hex(8));
         let token = format!("{DEVICE_TOKEN_PREFIX}{}", random_hex(20));
         let device = Device {
@@ -491,17 +602,6 @@ impl Depot {
             &id,
             Some(format!("{} ({platform})", device.hostname)),
         )?;
-        let seats = u64::from(org.config.seats);
-        if seats > 0 && active >= seats {
-            let detail = format!("{} active devices for {seats} seats", active + 1);
-            self.audit(
-                &actor,
-                Some(&org.code),
-                "device.enroll.over_seats",
-                &id,
-                Some(detail),
-            )?;
-        }
         Ok(Enrolled {
             device_id: id,
             device_token: token,
@@ -554,40 +654,7 @@ impl Depot {
         signed: EncodedManifest,
     ) -> Result<EncodedAnswer> {
         let channel = &org.config.channel;
-        let min_version = snap
-            .channels
-            .get(channel)
-            .and_then(|c| c.min_version.as_ref());
-        let candidates: Vec<Candidate<'_>> = snap
-            .releases
-            .iter()
-            .map(|r| Candidate {
-                version: &r.version,
-                has_platform: snap.package(&org.code, &r.version, platform).is_some(),
-                yanked: r.yanked.is_some(),
-                rollout: snap
-                    .rollouts
-                    .iter()
-                    .find(|o| &o.channel == channel && o.version == r.version)
-                    .map(|o| RolloutState {
-                        percent: o.percent,
-                        paused: o.paused,
-                    }),
-            })
-            .collect();
-        let decision = decide_update(
-            &DeviceFacts {
-                device_id: &device.id,
-                platform,
-                current: current.as_ref(),
-            },
-            &OrgPolicy {
-                channel,
-                pinned_version: org.config.pinned_version.as_ref(),
-            },
-            &ChannelPolicy { min_version },
-            &candidates,
-        );
+        let decision = decide(snap, &device.id, org, platform, current.as_ref());
         let offered = match &decision {
             Decision::UpToDate => None,
             Decision::Offer { version, .. } => Some(version),
@@ -613,8 +680,10 @@ impl Depot {
         Ok(answer)
     }
 
-    /// A device's report on a release. Installed and failed reports count toward the automatic
-    /// halt of the release's rollout on the device's channel.
+    /// A device's report on a release (rule 6). A report on a release the device was never
+    /// offered on its channel is refused and changes nothing. A counted failure (see
+    /// `MetaStore::record_report`) may hold the release for the device's org, or pause it for
+    /// the channel.
     pub fn device_event(
         &self,
         device: &DeviceEntry,
@@ -634,9 +703,7 @@ impl Depot {
             .get(&device.org)
             .map(|o| o.config.channel.clone())
             .ok_or_else(|| ServiceError::NotFound(format!("org {}", device.org)))?;
-        // The counts come back from the write itself: a report costs one transaction, and the
-        // halt below is decided on the counts that this report made.
-        let counts = self.meta.append_device_event(&DeviceEvent {
+        let event = DeviceEvent {
             device_id: device.id.clone(),
             org: device.org.clone(),
             version: version.clone(),
@@ -647,44 +714,97 @@ impl Depot {
                 .filter(|c| !c.is_control() || *c == ' ')
                 .collect(),
             at: now(),
-        })?;
-        let (Some(version), Some(counts)) = (version, counts) else {
+        };
+        let mut outcome = self.meta.record_report(&event)?;
+        if outcome == ReportOutcome::NotOffered {
+            // The offer the report answers may still wait in this server's check-in buffer (the
+            // documented balancer sends one client's requests to one replica).
+            self.flush_checkins()?;
+            outcome = self.meta.record_report(&event)?;
+        }
+        let tallies = match outcome {
+            ReportOutcome::NotOffered => {
+                return Err(ServiceError::NotOffered(format!(
+                    "this device was never offered {} on channel {channel}: a report is only \
+                     taken for a release the server offered it",
+                    version
+                        .as_ref()
+                        .map_or_else(String::new, ToString::to_string)
+                )))
+            }
+            ReportOutcome::Recorded {
+                new_counted_failure: true,
+                tallies,
+                ..
+            } => tallies,
+            ReportOutcome::Recorded { .. } => return Ok(()),
+        };
+        let Some(version) = version else {
             return Ok(());
         };
-        if kind == EventKind::Downloaded || !should_halt(counts.installed, counts.failed) {
-            return Ok(());
-        }
-        // Only the decision and the pause are serialised, so that two reports tipping the
-        // rollout at once pause it (and audit it) once.
-        let _halting = self.fleet.halting.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(mut rollout) = self.meta.get_rollout(&version, &channel)? else {
-            return Ok(());
-        };
-        if rollout.paused {
-            return Ok(());
-        }
-        let total = counts.installed + counts.failed;
-        let reason = format!(
-            "halted: {} of {total} devices reported failure ({}%)",
-            counts.failed,
-            counts.failed * 100 / total.max(1)
-        );
-        rollout.paused = true;
-        rollout.pause_reason = Some(reason.clone());
-        rollout.updated_at = now();
-        self.meta.put_rollout(&rollout)?;
-        self.invalidate_fleet();
+        let tallies: Vec<OrgTally> = tallies
+            .into_iter()
+            .map(|t| OrgTally {
+                org: t.org,
+                installed: t.installed,
+                failed: t.failed,
+            })
+            .collect();
+        self.apply_halt(&version, &channel, &device.org, &tallies, address)
+    }
+
+    /// Holds the release for `org` and pauses it for the channel, as far as `tallies` (the
+    /// counted reports since the last resume) call for.
+    fn apply_halt(
+        &self,
+        version: &Version,
+        channel: &crate::domain::Channel,
+        org: &OrgCode,
+        tallies: &[OrgTally],
+        address: &str,
+    ) -> Result<()> {
         let actor = Actor {
             name: "depot".into(),
             address: address.to_string(),
         };
-        self.audit(
-            &actor,
-            None,
-            "rollout.halt",
-            &format!("{version} on {channel}"),
-            Some(reason),
-        )
+        let target = format!("{version} on {channel}");
+        // Only the decisions and their writes are serialised, so that two reports tipping the
+        // rollout at once hold or pause it (and audit it) once.
+        let _halting = self.fleet.halting.lock().unwrap_or_else(|p| p.into_inner());
+        let mut changed = false;
+        if let Some(tally) = tallies.iter().find(|t| &t.org == org) {
+            if org_must_hold(tally) {
+                let reason = hold_reason(tally);
+                let hold = RolloutHold {
+                    version: version.clone(),
+                    channel: channel.clone(),
+                    org: org.clone(),
+                    reason: reason.clone(),
+                    at: now(),
+                };
+                if self.meta.put_rollout_hold(&hold)? {
+                    changed = true;
+                    self.audit(&actor, Some(org), "rollout.hold", &target, Some(reason))?;
+                }
+            }
+        }
+        if channel_must_pause(tallies) {
+            if let Some(mut rollout) = self.meta.get_rollout(version, channel)? {
+                if !rollout.paused {
+                    let reason = pause_reason(tallies);
+                    rollout.paused = true;
+                    rollout.pause_reason = Some(reason.clone());
+                    rollout.updated_at = now();
+                    self.meta.put_rollout(&rollout)?;
+                    changed = true;
+                    self.audit(&actor, None, "rollout.halt", &target, Some(reason))?;
+                }
+            }
+        }
+        if changed {
+            self.invalidate_fleet();
+        }
+        Ok(())
     }
 
     pub fn devices(&self, org: &OrgCode, filter: &DeviceFilter) -> Result<Vec<DeviceView>> {
@@ -768,6 +888,7 @@ impl Depot {
 
     /// Every rollout with its progress, newest release first.
     pub fn rollouts(&self) -> Result<Vec<RolloutView>> {
+        let holds = self.meta.list_rollout_holds()?;
         self.meta
             .list_rollouts()?
             .into_iter()
@@ -783,6 +904,15 @@ impl Depot {
                     channel: r.channel.to_string(),
                     percent: r.percent,
                     paused: r.paused,
+                    holds: holds
+                        .iter()
+                        .filter(|h| h.version == r.version && h.channel == r.channel)
+                        .map(|h| HoldView {
+                            org: h.org.to_string(),
+                            reason: h.reason.clone(),
+                            since: super::views::rfc3339(h.at),
+                        })
+                        .collect(),
                     pause_reason: r.pause_reason,
                     offered,
                     downloaded,

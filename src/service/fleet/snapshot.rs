@@ -7,7 +7,7 @@ use super::PackageOffer;
 use crate::domain::{Channel, OrgCode, Platform, Sha256, Version};
 use crate::org::Org;
 use crate::service::views::download_path;
-use crate::store::{ChannelSettings, MetaStore, Release, Result, Rollout};
+use crate::store::{ChannelSettings, MetaStore, Release, Result, Rollout, RolloutHold};
 // Every key of these maps comes from the store (token hashes, org codes, device ids), never
 // from a client, so a fast hash is safe: a lookup with a client's token hash can find nothing
 // it could not find anyway, and no client can make keys collide.
@@ -79,6 +79,8 @@ pub struct Snapshot {
     /// Newest first.
     pub releases: Vec<Release>,
     pub rollouts: Vec<Rollout>,
+    /// Rollouts held for single orgs by the automatic halt (rule 6); almost always empty.
+    pub holds: Vec<RolloutHold>,
     pub channels: HashMap<Channel, ChannelSettings>,
     /// Each org's packages (a few per release): looked up without building a key.
     pub packages: HashMap<OrgCode, Vec<(Version, Platform, PackageDigest)>>,
@@ -138,6 +140,7 @@ impl Snapshot {
             orgs,
             releases: meta.list_releases()?,
             rollouts: meta.list_rollouts()?,
+            holds: meta.list_rollout_holds()?,
             channels,
             packages,
             devices: RwLock::new(devices),

@@ -181,10 +181,40 @@ fn manifests_survive_restarts_and_are_re_signed_before_they_expire() {
     assert_eq!(renewed.state(), first.state());
 }
 
-/// A depot with release 1.0.0 published to all of `stable`, and `n` enrolled devices.
-fn fleet_on_release(dir: &std::path::Path, n: usize) -> (Depot, Vec<DeviceEntry>) {
+/// A depot with orgs of `sizes[i]` devices each (`org0`, `org1`, ...), all enrolled an hour
+/// before release 1.0.0 is published to all of `stable`, each offered it by an update check.
+fn fleet_on_release(dir: &std::path::Path, sizes: &[usize]) -> (Depot, Vec<Vec<DeviceEntry>>) {
     let depot = open(dir);
-    let physics = org(&depot, "physics");
+    let mut orgs = Vec::new();
+    for (i, n) in sizes.iter().enumerate() {
+        let o = org(&depot, &format!("org{i}"));
+        let devices: Vec<DeviceEntry> = (0..*n)
+            .map(|d| {
+                let device = Device {
+                    id: format!("dev_{i}_{d}"),
+                    org: o.code.clone(),
+                    hostname: format!("lab-{d}"),
+                    platform: Platform::LinuxX86_64,
+                    os_version: String::new(),
+                    user: String::new(),
+                    token_hash: Sha256::digest(format!("token-{i}-{d}").as_bytes()),
+                    enrolled_at: now() - 3600,
+                    deactivated_at: None,
+                    last_seen_at: None,
+                    last_address: None,
+                    current_version: None,
+                };
+                depot.meta().create_device(&device).unwrap();
+                DeviceEntry {
+                    id: device.id,
+                    org: device.org,
+                    platform: device.platform,
+                }
+            })
+            .collect();
+        orgs.push(devices);
+    }
+    depot.invalidate_fleet();
     let payload = dir.join("client.tgz");
     std::fs::write(&payload, b"client 1.0.0").unwrap();
     let v = Version::parse("1.0.0").unwrap();
@@ -193,106 +223,253 @@ fn fleet_on_release(dir: &std::path::Path, n: usize) -> (Depot, Vec<DeviceEntry>
     depot
         .publish(&actor(), &v, &Channel::stable(), 100, &NoProgress)
         .unwrap();
-    let devices = (0..n)
-        .map(|i| {
-            let token = enroll(&depot, &physics.registration_key, &format!("lab-{i}")).device_token;
-            depot.device_by_token(&token).unwrap().unwrap()
-        })
-        .collect();
-    (depot, devices)
+    for device in orgs.iter().flatten() {
+        assert_eq!(offered(&depot, device).as_deref(), Some("1.0.0"));
+    }
+    (depot, orgs)
 }
 
-fn halts(depot: &Depot) -> usize {
+/// The version an update check offers the device, if any.
+fn offered(depot: &Depot, device: &DeviceEntry) -> Option<String> {
+    let answer = depot
+        .update_check(&device.id, Platform::LinuxX86_64, None, None)
+        .unwrap();
+    let answer: serde_json::Value = serde_json::from_slice(&answer.json).unwrap();
+    answer["offer"]["version"].as_str().map(str::to_string)
+}
+
+fn audited(depot: &Depot, action: &str) -> usize {
     depot
         .meta()
         .query_audit(&crate::store::AuditFilter {
-            action: Some("rollout.halt".into()),
+            action: Some(action.into()),
             ..Default::default()
         })
         .unwrap()
         .len()
 }
 
-/// Reports arriving together that each tip the rollout over the threshold halt it once.
-#[test]
-fn concurrent_failures_halt_the_rollout_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let (depot, devices) = fleet_on_release(dir.path(), 24);
+fn halts(depot: &Depot) -> usize {
+    audited(depot, "rollout.halt")
+}
+
+fn paused(depot: &Depot) -> bool {
     let v = Version::parse("1.0.0").unwrap();
-    std::thread::scope(|scope| {
-        for chunk in devices.chunks(6) {
-            let (depot, v) = (&depot, &v);
-            scope.spawn(move || {
-                for device in chunk {
-                    depot
-                        .device_event(device, Some(v.clone()), EventKind::Failed, "1603", "x")
-                        .unwrap();
-                }
-            });
-        }
-    });
-    let rollout = depot
+    depot
         .meta()
         .get_rollout(&v, &Channel::stable())
         .unwrap()
-        .unwrap();
-    assert!(rollout.paused);
-    // Which of the tipping reports takes the lock first is a race: any of their counts.
-    let reason = rollout.pause_reason.unwrap();
-    assert!(reason.starts_with("halted: "), "{reason}");
-    assert!(
-        reason.ends_with("devices reported failure (100%)"),
-        "{reason}"
-    );
-    assert_eq!(halts(&depot), 1);
+        .unwrap()
+        .paused
 }
 
-/// The halt counts devices: one device failing again and again does not halt the rollout, and
-/// a device that failed and then installed counts as installed.
+fn report(depot: &Depot, device: &DeviceEntry, version: &str, kind: EventKind) -> Result<()> {
+    let v = Version::parse(version).unwrap();
+    depot.device_event(device, Some(v), kind, "1603", "x")
+}
+
+/// Reports arriving together that each tip the rollout over the threshold hold each org once
+/// and pause the channel once.
 #[test]
-fn the_halt_counts_each_device_once_by_its_latest_outcome() {
+fn concurrent_failures_halt_the_rollout_once() {
     let dir = tempfile::tempdir().unwrap();
-    let (depot, devices) = fleet_on_release(dir.path(), 12);
-    let v = Version::parse("1.0.0").unwrap();
-    let report = |device: &DeviceEntry, kind| {
-        depot
-            .device_event(device, Some(v.clone()), kind, "", "x")
-            .unwrap()
-    };
-    for _ in 0..20 {
-        report(&devices[0], EventKind::Failed);
-    }
-    // Nine installs and a failure: 1 of 10 failed. The failed device then installs, and two
-    // others fail: 2 of 12 (16%), under the threshold.
-    for d in &devices[1..10] {
-        report(d, EventKind::Installed);
-    }
-    report(&devices[0], EventKind::Installed);
-    report(&devices[10], EventKind::Failed);
-    report(&devices[11], EventKind::Failed);
-    let paused = |depot: &Depot| {
-        depot
-            .meta()
-            .get_rollout(&v, &Channel::stable())
-            .unwrap()
-            .unwrap()
-            .paused
-    };
-    assert!(!paused(&depot));
-    assert_eq!(halts(&depot), 0);
-    assert_eq!(
-        depot.meta().rollout_counts(&v, &Channel::stable()).unwrap(),
-        RolloutCounts {
-            offered: 0,
-            downloaded: 0,
-            installed: 10,
-            failed: 2
+    let (depot, orgs) = fleet_on_release(dir.path(), &[8, 8, 8]);
+    std::thread::scope(|scope| {
+        for devices in &orgs {
+            for chunk in devices.chunks(4) {
+                let depot = &depot;
+                scope.spawn(move || {
+                    for device in chunk {
+                        report(depot, device, "1.0.0", EventKind::Failed).unwrap();
+                    }
+                });
+            }
         }
+    });
+    assert!(paused(&depot));
+    let reason = depot
+        .meta()
+        .get_rollout(&Version::parse("1.0.0").unwrap(), &Channel::stable())
+        .unwrap()
+        .unwrap()
+        .pause_reason
+        .unwrap();
+    assert!(reason.starts_with("halted: "), "{reason}");
+    assert!(reason.ends_with("reported failure (100%)"), "{reason}");
+    assert_eq!(halts(&depot), 1);
+    assert_eq!(audited(&depot, "rollout.hold"), 3, "each org held once");
+}
+
+/// Rule 6 by levels: one org's failures hold the release for that org only (the attack of
+/// issue 13 through the default key is one org); the channel pauses only when failures come
+/// from three orgs; a device counts once per outcome; an admin's resume lifts the holds, and
+/// only new counted failures halt again.
+#[test]
+fn one_org_holds_for_itself_and_three_orgs_pause_the_channel() {
+    let dir = tempfile::tempdir().unwrap();
+    let (depot, orgs) = fleet_on_release(dir.path(), &[12, 6, 6]);
+    let [a, b, c] = [&orgs[0], &orgs[1], &orgs[2]];
+    for _ in 0..20 {
+        report(&depot, &a[0], "1.0.0", EventKind::Failed).unwrap();
+    }
+    assert_eq!(
+        audited(&depot, "rollout.hold"),
+        0,
+        "one device, however often"
     );
-    // An installed device reports a failure: its latest outcome turns, 3 of 12 (25%).
-    report(&devices[1], EventKind::Failed);
+    for d in &a[1..5] {
+        report(&depot, d, "1.0.0", EventKind::Failed).unwrap();
+    }
+    // Five failed devices of five reporting: org0 is held, nobody else.
+    assert_eq!(audited(&depot, "rollout.hold"), 1);
+    assert!(!paused(&depot));
+    assert_eq!(
+        offered(&depot, &a[7]),
+        None,
+        "org0's devices are not offered it"
+    );
+    assert_eq!(offered(&depot, &b[0]).as_deref(), Some("1.0.0"));
+    let view = depot.rollouts().unwrap();
+    assert_eq!(view[0].holds.len(), 1);
+    assert_eq!(view[0].holds[0].org, "org0");
+    assert!(
+        view[0].holds[0].reason.contains("5 of 5"),
+        "{:?}",
+        view[0].holds
+    );
+
+    // The admin resumes: the hold goes; old failures, reported again, change nothing.
+    depot
+        .set_rollout(
+            &actor(),
+            &Version::parse("1.0.0").unwrap(),
+            &Channel::stable(),
+            None,
+            Some(false),
+        )
+        .unwrap();
+    assert!(depot.rollouts().unwrap()[0].holds.is_empty());
+    assert_eq!(offered(&depot, &a[7]).as_deref(), Some("1.0.0"));
+    for d in &a[0..5] {
+        report(&depot, d, "1.0.0", EventKind::Failed).unwrap();
+    }
+    assert_eq!(audited(&depot, "rollout.hold"), 1, "no new counted failure");
+
+    // New failures from three orgs (4 + 3 + 3 of 10 reporting since the resume) pause the
+    // channel; org0's four are below its own hold threshold.
+    for d in &a[5..9] {
+        report(&depot, d, "1.0.0", EventKind::Failed).unwrap();
+    }
+    for d in b[..3].iter().chain(&c[..2]) {
+        report(&depot, d, "1.0.0", EventKind::Failed).unwrap();
+    }
+    assert!(!paused(&depot), "nine devices");
+    report(&depot, &c[2], "1.0.0", EventKind::Failed).unwrap();
     assert!(paused(&depot));
     assert_eq!(halts(&depot), 1);
+    assert_eq!(audited(&depot, "rollout.hold"), 1);
+    assert_eq!(offered(&depot, &b[5]), None, "paused for everyone");
+}
+
+/// A report on a release the device was never offered is refused and changes nothing; a device
+/// that enrolled after the rollout began is recorded but not counted.
+#[test]
+fn reports_count_only_for_offered_releases_from_devices_enrolled_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let (depot, orgs) = fleet_on_release(dir.path(), &[1]);
+    let counts = |depot: &Depot| {
+        depot
+            .meta()
+            .rollout_counts(&Version::parse("1.0.0").unwrap(), &Channel::stable())
+            .unwrap()
+    };
+    depot.flush_checkins().unwrap();
+    let before = counts(&depot);
+    let refused = report(&depot, &orgs[0][0], "99.0.0", EventKind::Failed).unwrap_err();
+    assert!(matches!(refused, ServiceError::NotOffered(_)), "{refused}");
+
+    // Enrolled now, after the rollout began: offered, reported, not counted.
+    let org0 = depot.org(&OrgCode::parse("org0").unwrap()).unwrap();
+    let late: Vec<DeviceEntry> = (0..10)
+        .map(|i| {
+            let token = enroll(&depot, &org0.registration_key, &format!("late-{i}")).device_token;
+            depot.device_by_token(&token).unwrap().unwrap()
+        })
+        .collect();
+    for device in &late {
+        let never = report(&depot, device, "1.0.0", EventKind::Failed).unwrap_err();
+        assert!(
+            matches!(never, ServiceError::NotOffered(_)),
+            "not offered yet"
+        );
+    }
+    assert_eq!(counts(&depot), before, "refused reports change nothing");
+    for device in &late {
+        assert_eq!(offered(&depot, device).as_deref(), Some("1.0.0"));
+        report(&depot, device, "1.0.0", EventKind::Failed).unwrap();
+    }
+    assert_eq!(counts(&depot).failed, 10, "recorded");
+    assert_eq!(audited(&depot, "rollout.hold"), 0, "not counted");
+    assert!(!paused(&depot));
+}
+
+/// A pause reaches the very next update check on the server that took it, also on the path
+/// that answers from memory.
+#[test]
+fn a_pause_holds_for_the_next_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let (depot, orgs) = fleet_on_release(dir.path(), &[1]);
+    let device = &orgs[0][0];
+    let v = Version::parse("1.0.0").unwrap();
+    for round in 0..20 {
+        // Warm: the snapshot is fresh, so the in-memory path could answer with it.
+        assert_eq!(offered(&depot, device).as_deref(), Some("1.0.0"), "{round}");
+        depot
+            .set_rollout(&actor(), &v, &Channel::stable(), None, Some(true))
+            .unwrap();
+        assert!(
+            depot
+                .fresh_snapshot()
+                .is_none_or(|snap| snap.rollouts[0].paused),
+            "a snapshot from before the pause is not used"
+        );
+        assert_eq!(offered(&depot, device), None, "{round}");
+        depot
+            .set_rollout(&actor(), &v, &Channel::stable(), Some(100), Some(false))
+            .unwrap();
+    }
+}
+
+/// Serials grow across an org's channels: after a channel change (and back) the manifest served
+/// has a serial above every one served before, so an agent with one last serial follows.
+#[test]
+fn manifest_serials_grow_across_channel_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (depot, orgs) = fleet_on_release(dir.path(), &[1]);
+    let device = &orgs[0][0];
+    let serial = |depot: &Depot| {
+        let answer = depot
+            .update_check(&device.id, Platform::LinuxX86_64, None, None)
+            .unwrap();
+        let answer: serde_json::Value = serde_json::from_slice(&answer.json).unwrap();
+        let manifest: ReleaseManifest =
+            serde_json::from_str(answer["manifest"].as_str().unwrap()).unwrap();
+        (manifest.channel.to_string(), manifest.serial)
+    };
+    let code = OrgCode::parse("org0").unwrap();
+    let switch = |channel: &str| {
+        let mut config = depot.org(&code).unwrap().config;
+        config.channel = Channel::parse(channel).unwrap();
+        depot.update_org(&actor(), &code, config).unwrap();
+    };
+    let mut last = serial(&depot);
+    for channel in ["beta", "stable", "beta", "stable"] {
+        switch(channel);
+        let next = serial(&depot);
+        assert_eq!(next.0, channel);
+        assert!(next.1 > last.1, "{next:?} after {last:?}");
+        last = next;
+    }
 }
 
 #[test]

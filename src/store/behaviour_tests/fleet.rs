@@ -362,6 +362,208 @@ pub(crate) fn manifest_serials_only_grow(s: &dyn MetaStore) {
     );
 }
 
+/// A manifest of another channel of the same org and platform must take a serial above every
+/// stored one: serials grow across channels.
+pub(crate) fn manifest_serials_grow_across_channels(s: &dyn MetaStore) {
+    let record = |ch: &str, serial| ManifestRecord {
+        org: code("physics"),
+        platform: Platform::LinuxX86_64,
+        channel: channel(ch),
+        serial,
+        json: format!("{{\"serial\":{serial}}}"),
+        minisig: "sig".into(),
+    };
+    assert_eq!(
+        s.latest_manifest_serial(&code("physics"), Platform::LinuxX86_64)
+            .unwrap(),
+        0
+    );
+    assert!(s.put_manifest(&record("stable", 4)).unwrap());
+    assert!(!s.put_manifest(&record("beta", 4)).unwrap(), "same serial");
+    assert!(!s.put_manifest(&record("beta", 2)).unwrap());
+    assert!(s.put_manifest(&record("beta", 5)).unwrap());
+    assert!(!s.put_manifest(&record("stable", 5)).unwrap());
+    assert!(s.put_manifest(&record("stable", 6)).unwrap());
+    assert_eq!(
+        s.latest_manifest_serial(&code("physics"), Platform::LinuxX86_64)
+            .unwrap(),
+        6
+    );
+    // Another platform has serials of its own.
+    assert_eq!(
+        s.latest_manifest_serial(&code("physics"), Platform::MacosAarch64)
+            .unwrap(),
+        0
+    );
+}
+
+fn rollout_of(version: &str, published_at: i64) -> Rollout {
+    Rollout {
+        version: ver(version),
+        channel: channel("stable"),
+        percent: 100,
+        paused: false,
+        pause_reason: None,
+        published_at,
+        updated_at: published_at,
+    }
+}
+
+fn offer(s: &dyn MetaStore, device_id: &str, version: &str) {
+    s.record_checkins(&[Checkin {
+        device_id: device_id.into(),
+        at: 150,
+        address: "192.0.2.1".into(),
+        version: None,
+        platform: Platform::LinuxX86_64,
+        offered: Some((ver(version), channel("stable"))),
+    }])
+    .unwrap();
+}
+
+fn report(s: &dyn MetaStore, device_id: &str, org: &str, kind: EventKind) -> ReportOutcome {
+    s.record_report(&DeviceEvent {
+        device_id: device_id.into(),
+        org: code(org),
+        version: Some(ver("2.0.0")),
+        channel: channel("stable"),
+        kind,
+        message: String::new(),
+        at: 200,
+    })
+    .unwrap()
+}
+
+/// Rule 6's counting: a report on a release never offered is refused and writes nothing; a
+/// device enrolled after the rollout began is recorded, not counted; a device counts once per
+/// outcome, and the tallies of every org come with each new counted failure.
+pub(crate) fn reports_count_once_from_offered_devices_enrolled_before(s: &dyn MetaStore) {
+    s.create_org(&org("physics", 10)).unwrap();
+    s.create_org(&org("chem", 10)).unwrap();
+    s.add_release(&release("2.0.0", 50)).unwrap();
+    s.put_rollout(&rollout_of("2.0.0", 100)).unwrap();
+    s.create_device(&device("dev_old", "physics", "t1", 90))
+        .unwrap();
+    s.create_device(&device("dev_chem", "chem", "t2", 90))
+        .unwrap();
+    s.create_device(&device("dev_new", "physics", "t3", 100))
+        .unwrap();
+
+    assert_eq!(
+        report(s, "dev_old", "physics", EventKind::Failed),
+        ReportOutcome::NotOffered
+    );
+    assert_eq!(
+        s.rollout_counts(&ver("2.0.0"), &channel("stable")).unwrap(),
+        RolloutCounts::default(),
+        "a refused report writes nothing"
+    );
+    for id in ["dev_old", "dev_chem", "dev_new"] {
+        offer(s, id, "2.0.0");
+    }
+    let ReportOutcome::Recorded {
+        new_counted_failure,
+        ..
+    } = report(s, "dev_new", "physics", EventKind::Failed)
+    else {
+        panic!("offered");
+    };
+    assert!(!new_counted_failure, "enrolled when the rollout began");
+    let installed = report(s, "dev_chem", "chem", EventKind::Installed);
+    assert!(matches!(
+        installed,
+        ReportOutcome::Recorded {
+            new_counted_failure: false,
+            ..
+        }
+    ));
+    let ReportOutcome::Recorded {
+        counts,
+        new_counted_failure,
+        tallies,
+    } = report(s, "dev_old", "physics", EventKind::Failed)
+    else {
+        panic!("offered");
+    };
+    assert!(new_counted_failure);
+    assert_eq!(counts.unwrap().failed, 2, "both failures are recorded");
+    assert_eq!(
+        tallies,
+        [
+            CountedTally {
+                org: code("chem"),
+                installed: 1,
+                failed: 0
+            },
+            CountedTally {
+                org: code("physics"),
+                installed: 0,
+                failed: 1
+            },
+        ]
+    );
+    // Once per device and outcome.
+    assert!(matches!(
+        report(s, "dev_old", "physics", EventKind::Failed),
+        ReportOutcome::Recorded {
+            new_counted_failure: false,
+            ..
+        }
+    ));
+}
+
+/// Holds are kept once; a resume lifts them and starts the count anew.
+pub(crate) fn holds_and_resume(s: &dyn MetaStore) {
+    s.create_org(&org("physics", 10)).unwrap();
+    s.add_release(&release("2.0.0", 50)).unwrap();
+    s.put_rollout(&rollout_of("2.0.0", 100)).unwrap();
+    for id in ["dev_a", "dev_b"] {
+        s.create_device(&device(id, "physics", id, 90)).unwrap();
+        offer(s, id, "2.0.0");
+    }
+    assert!(matches!(
+        report(s, "dev_a", "physics", EventKind::Failed),
+        ReportOutcome::Recorded {
+            new_counted_failure: true,
+            ..
+        }
+    ));
+    let hold = RolloutHold {
+        version: ver("2.0.0"),
+        channel: channel("stable"),
+        org: code("physics"),
+        reason: "held".into(),
+        at: 300,
+    };
+    let before = s.change_counter().unwrap();
+    assert!(s.put_rollout_hold(&hold).unwrap());
+    assert!(
+        s.change_counter().unwrap() > before,
+        "holds are cached state"
+    );
+    assert!(!s.put_rollout_hold(&hold).unwrap());
+    assert_eq!(s.list_rollout_holds().unwrap(), std::slice::from_ref(&hold));
+    assert_eq!(
+        s.resume_rollout_halt(&ver("2.0.0"), &channel("stable"))
+            .unwrap(),
+        [hold]
+    );
+    assert!(s.list_rollout_holds().unwrap().is_empty());
+    // Counted before the resume: no longer in the tallies.
+    let ReportOutcome::Recorded { tallies, .. } = report(s, "dev_b", "physics", EventKind::Failed)
+    else {
+        panic!("offered");
+    };
+    assert_eq!(
+        tallies,
+        [CountedTally {
+            org: code("physics"),
+            installed: 0,
+            failed: 1
+        }]
+    );
+}
+
 /// `a` and `b` are two handles on one store (two processes, two replicas): each sees the other's
 /// commits, and the change counter of each moves when the other writes.
 pub(crate) fn sees_other_handles_commits(a: &dyn MetaStore, b: &dyn MetaStore) {

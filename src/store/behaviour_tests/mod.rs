@@ -189,6 +189,9 @@ macro_rules! meta_store_tests {
             rollout_counts_agree_with_a_recount,
             manifest_serials_only_grow,
             people_and_personal_tokens,
+            manifest_serials_grow_across_channels,
+            reports_count_once_from_offered_devices_enrolled_before,
+            holds_and_resume,
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {

@@ -392,8 +392,36 @@ pub(super) fn get_manifest(
     rows::first(row, manifest)
 }
 
+pub(super) fn latest_manifest_serial(
+    db: &mut dyn Queries,
+    org: &OrgCode,
+    platform: Platform,
+) -> Result<u64> {
+    let row = db.query_opt(
+        "SELECT coalesce(max(serial), 0) AS serial FROM manifests WHERE org = $1 AND platform = $2",
+        &[&org.as_str(), &platform.as_str()],
+    )?;
+    Ok(row
+        .map(|row| Cells::new(&row, "manifests", &["org", "platform"]).u64("serial"))
+        .transpose()?
+        .unwrap_or(0))
+}
+
+/// Replicas signing two channels of one org and platform at once (during a channel change)
+/// must not both take the same next serial: the org and platform are locked for the look and
+/// the write (a transaction-scoped advisory lock, in a key space of its own).
+const MANIFEST_LOCK_CLASS: i32 = 0x6d61_6e69;
+
 pub(super) fn put_manifest(db: &mut dyn Queries, m: &ManifestRecord) -> Result<bool> {
     let serial = to_i64("manifest serial", m.serial)?;
+    let key = format!("{}/{}", m.org, m.platform);
+    db.execute(
+        "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+        &[&MANIFEST_LOCK_CLASS, &key],
+    )?;
+    if latest_manifest_serial(db, &m.org, m.platform)? >= m.serial {
+        return Ok(false);
+    }
     let changed = db.execute(
         "INSERT INTO manifests AS m (org, platform, channel, serial, json, minisig) \
          VALUES ($1, $2, $3, $4, $5, $6) \

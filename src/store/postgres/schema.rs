@@ -19,7 +19,7 @@ use crate::store::StoreError;
 /// The `pg_advisory_xact_lock` key migrations hold ("depot" in ASCII, then 1).
 pub(super) const MIGRATION_LOCK: i64 = 0x6465_706f_7401;
 
-pub(super) const MIGRATIONS: &[&str] = &[V1, V2];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 const V1: &str = r#"
 -- One row per counter; `changes` moves with every commit of cacheable state (not the audit log,
@@ -237,6 +237,40 @@ CREATE TABLE personal_tokens (
     revoked_at  bigint
 );
 CREATE INDEX personal_tokens_person ON personal_tokens (person, created_at);
+"#;
+
+/// Rule 6 of the halt: reports that count (once per device, release, channel and outcome), the
+/// point an admin's resume starts the count anew from, and the holds of single orgs.
+const V3: &str = r#"
+CREATE TABLE counted_reports (
+    id        bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    version   text NOT NULL,
+    channel   text NOT NULL,
+    device_id text NOT NULL,
+    org       text NOT NULL,
+    kind      text NOT NULL CHECK (kind IN ('installed', 'failed')),
+    at        bigint NOT NULL,
+    UNIQUE (version, channel, device_id, kind)
+);
+
+-- Counted reports up to `after_id` were judged by an admin's resume; the halt counts the rest.
+CREATE TABLE halt_baselines (
+    version  text NOT NULL,
+    channel  text NOT NULL,
+    after_id bigint NOT NULL,
+    PRIMARY KEY (version, channel)
+);
+
+CREATE TABLE rollout_holds (
+    version text NOT NULL,
+    channel text NOT NULL,
+    org     text NOT NULL,
+    reason  text NOT NULL,
+    at      bigint NOT NULL,
+    PRIMARY KEY (version, channel, org)
+);
+
+CREATE INDEX manifests_by_org_platform ON manifests (org, platform, serial);
 "#;
 
 /// Brings the schema to the latest version; refuses a database from a newer depot. Returns the

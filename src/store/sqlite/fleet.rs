@@ -340,8 +340,25 @@ pub(super) fn get_manifest(
     )
 }
 
+pub(super) fn latest_manifest_serial(
+    tx: &Transaction,
+    org: &OrgCode,
+    platform: Platform,
+) -> Result<u64> {
+    let serial: i64 = tx
+        .prepare_cached(
+            "SELECT coalesce(max(serial), 0) FROM manifests WHERE org = ?1 AND platform = ?2",
+        )?
+        .query_row(params![org.as_str(), platform.as_str()], |row| row.get(0))?;
+    Ok(serial.max(0) as u64)
+}
+
 pub(super) fn put_manifest(tx: &Transaction, m: &ManifestRecord) -> Result<bool> {
     let serial = super::to_i64("manifest serial", m.serial)?;
+    // The write lock is held (IMMEDIATE), so nothing signs between this look and the write.
+    if latest_manifest_serial(tx, &m.org, m.platform)? >= m.serial {
+        return Ok(false);
+    }
     let changed = tx
         .prepare_cached(
             "INSERT INTO manifests (org, platform, channel, serial, json, minisig) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \

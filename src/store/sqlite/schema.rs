@@ -12,7 +12,7 @@
 use crate::store::{Result, StoreError};
 use rusqlite::{Connection, TransactionBehavior};
 
-pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
 
 const V1: &str = r#"
 -- One row per counter; `changes` moves with every commit of cacheable state (not the audit log).
@@ -307,4 +307,38 @@ CREATE TABLE personal_tokens (
     revoked_at  INTEGER
 ) STRICT;
 CREATE INDEX personal_tokens_person ON personal_tokens (person, created_at);
+"#;
+
+/// Rule 6 of the halt: reports that count (once per device, release, channel and outcome), the
+/// point an admin's resume starts the count anew from, and the holds of single orgs.
+const V6: &str = r#"
+CREATE TABLE counted_reports (
+    id        INTEGER PRIMARY KEY AUTOINCREMENT,
+    version   TEXT NOT NULL,
+    channel   TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    org       TEXT NOT NULL,
+    kind      TEXT NOT NULL CHECK (kind IN ('installed', 'failed')),
+    at        INTEGER NOT NULL,
+    UNIQUE (version, channel, device_id, kind)
+) STRICT;
+
+-- Counted reports up to `after_id` were judged by an admin's resume; the halt counts the rest.
+CREATE TABLE halt_baselines (
+    version  TEXT NOT NULL,
+    channel  TEXT NOT NULL,
+    after_id INTEGER NOT NULL,
+    PRIMARY KEY (version, channel)
+) STRICT;
+
+CREATE TABLE rollout_holds (
+    version TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    org     TEXT NOT NULL,
+    reason  TEXT NOT NULL,
+    at      INTEGER NOT NULL,
+    PRIMARY KEY (version, channel, org)
+) STRICT;
+
+CREATE INDEX manifests_by_org_platform ON manifests (org, platform, serial);
 "#;

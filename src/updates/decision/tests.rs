@@ -10,6 +10,7 @@ fn live(percent: u8) -> Option<RolloutState> {
     Some(RolloutState {
         percent,
         paused: false,
+        held: false,
     })
 }
 
@@ -17,6 +18,7 @@ fn paused(percent: u8) -> Option<RolloutState> {
     Some(RolloutState {
         percent,
         paused: true,
+        held: false,
     })
 }
 
@@ -551,8 +553,11 @@ fn version_strategy() -> impl Strategy<Value = Version> {
 fn rollout_strategy() -> impl Strategy<Value = Option<RolloutState>> {
     prop::option::weighted(
         0.85,
-        (0u8..=100, prop::bool::weighted(0.2))
-            .prop_map(|(percent, paused)| RolloutState { percent, paused }),
+        (0u8..=100, prop::bool::weighted(0.2)).prop_map(|(percent, paused)| RolloutState {
+            percent,
+            paused,
+            held: false,
+        }),
     )
 }
 
@@ -683,5 +688,55 @@ proptest! {
         let mut reversed = s.clone();
         reversed.releases.reverse();
         prop_assert_eq!(s.decide(), reversed.decide());
+    }
+}
+
+/// Rule 6's hold of one org: the held release is offered to no device of that org, as if paused,
+/// and the release before it is still offered.
+#[test]
+fn a_release_held_for_the_org_is_offered_to_none_of_its_devices() {
+    let (one, two) = (v("1.0.0"), v("2.0.0"));
+    let stable = Channel::parse("stable").unwrap();
+    let held = Some(RolloutState {
+        percent: 100,
+        paused: false,
+        held: true,
+    });
+    for n in 0..50 {
+        let id = format!("dev_{n}");
+        let decision = decide_update(
+            &DeviceFacts {
+                device_id: &id,
+                platform: Platform::LinuxX86_64,
+                current: None,
+            },
+            &OrgPolicy {
+                channel: &stable,
+                pinned_version: None,
+            },
+            &ChannelPolicy { min_version: None },
+            &[
+                Candidate {
+                    version: &one,
+                    has_platform: true,
+                    yanked: false,
+                    rollout: live(100),
+                },
+                Candidate {
+                    version: &two,
+                    has_platform: true,
+                    yanked: false,
+                    rollout: held,
+                },
+            ],
+        );
+        assert_eq!(
+            decision,
+            Decision::Offer {
+                version: one.clone(),
+                mandatory: false,
+                rollback: false
+            }
+        );
     }
 }
