@@ -926,3 +926,32 @@ fn logout_page_and_yank_form() {
         .yanked
         .is_some());
 }
+
+#[test]
+fn a_pattern_that_does_not_compile_is_shown_and_kept_on_the_form() {
+    let p = start();
+    let c = client();
+    let html = sign_in(&c, &p, &p.partner_token)
+        .text()
+        .map(|t| decode(&t))
+        .unwrap();
+    let form = config_form(&html, "(?i).*\\.bak$\n[unclosed\n");
+    let r = c
+        .post(format!("{}/orgs/physics/config", p.url))
+        .form(&form)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let text = r.text().map(|t| decode(&t)).unwrap();
+    assert!(
+        text.contains("\"[unclosed\" is not a valid regular expression: unclosed character class at character 1"),
+        "{text}"
+    );
+    let kept = between(&text, "name=\"exclude\" rows=\"10\" spellcheck=\"false\">", "</textarea>").unwrap();
+    assert!(kept.contains("(?i).*\\.bak$\n[unclosed"), "{kept}");
+    let stored = p
+        .depot
+        .org(&depot::domain::OrgCode::parse("physics").unwrap())
+        .unwrap();
+    assert!(!stored.config.backup.exclude.iter().any(|e| e == "[unclosed"));
+}

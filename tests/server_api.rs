@@ -783,3 +783,23 @@ fn openapi_describes_every_route_and_resolves_every_reference() {
         assert!(schemas.contains_key(name), "unresolved $ref {name}");
     }
 }
+
+#[test]
+fn backup_patterns_that_do_not_compile_are_refused() {
+    let f = spawn_full_app();
+    let physics = Some(f.physics.as_str());
+    let before = f.json("GET", "/v1/orgs/physics", physics, None);
+    for (pattern, said) in [
+        ("(?i).*/(.*", "unclosed group at character 8"),
+        ("[unclosed", "unclosed character class at character 1"),
+    ] {
+        let mut org = before.clone();
+        org["backup"]["include"] = json!(["linux:/home/", pattern]);
+        let (status, body) = f.call("PUT", "/v1/orgs/physics", physics, Some(org));
+        assert_eq!(status, 422, "{body}");
+        assert_error_json(&body, None);
+        assert!(body.contains("backup.include[2]"), "{body}");
+        assert!(body.contains(said), "{body}");
+    }
+    assert_eq!(f.json("GET", "/v1/orgs/physics", physics, None), before);
+}

@@ -165,7 +165,10 @@ pub fn export(global: &GlobalArgs, args: ExportArgs) -> anyhow::Result<()> {
 }
 
 pub fn verify(global: &GlobalArgs) -> anyhow::Result<()> {
-    let depot = Depot::open(&global.settings()?)?;
+    let settings = global.settings()?;
+    let depot = Depot::open(&settings)?;
+    // On stderr: `--json` output stays one document.
+    eprintln!("{}", settings.describe());
     let report = depot.verify()?;
     if global.json {
         print_json(&report)?;

@@ -53,6 +53,7 @@ pub fn command(global: &super::GlobalArgs, args: ServeArgs) -> anyhow::Result<()
 pub fn run(settings: &Settings, listen: &str, tls: Option<TlsFiles>) -> anyhow::Result<()> {
     crate::telemetry::init_server();
     let depot = Arc::new(Depot::open(settings)?);
+    eprintln!("{}", settings.describe());
     let options = ServerOptions {
         tls,
         max_upload_bytes: settings.max_upload_bytes,
