@@ -57,11 +57,15 @@ pub enum ReleaseCommand {
 pub enum ChannelCommand {
     /// Sets the channel's minimum version: devices below it get a mandatory update.
     Set {
+        /// The channel (one in use: a release published on it or an org on it).
         #[arg(value_parser = channel_arg)]
         channel: Channel,
+        /// A release published on the channel and not yanked.
         #[arg(long)]
         min_version: Version,
     },
+    /// Channels in use: minimum version, published releases and orgs.
+    List,
 }
 
 fn parse_payload(s: &str) -> Result<(Platform, PathBuf), String> {
@@ -264,6 +268,24 @@ pub fn run_channel(global: &GlobalArgs, cmd: ChannelCommand) -> anyhow::Result<(
                 s.channel,
                 s.min_version.map(|v| v.to_string()).unwrap_or_default()
             );
+        }
+        ChannelCommand::List => {
+            let channels = depot.channels()?;
+            if global.json {
+                return print_json(&channels);
+            }
+            let rows = channels
+                .iter()
+                .map(|c| {
+                    vec![
+                        c.channel.clone(),
+                        c.min_version.clone().unwrap_or_else(|| "-".into()),
+                        c.releases.join(","),
+                        c.orgs.join(","),
+                    ]
+                })
+                .collect::<Vec<_>>();
+            print_table(&["CHANNEL", "MIN VERSION", "RELEASES", "ORGS"], &rows);
         }
     }
     Ok(())

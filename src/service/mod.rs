@@ -16,7 +16,7 @@ pub mod views;
 
 pub use build::{BuildReport, BuildScope, BuiltPackage, NoProgress, Progress};
 pub use export::ExportedFile;
-pub use releases::{PayloadSource, MAX_NOTES_LEN};
+pub use releases::{ChannelSummary, PayloadSource, MAX_NOTES_LEN};
 pub use tokens::{hash_token, NewToken};
 pub use verify::VerifyReport;
 

@@ -313,12 +313,30 @@ fn org_page_data(
         let meta = depot.meta();
         let org = depot.org(&code)?;
         let releases = meta.list_releases()?;
-        let yanked = |v: &crate::domain::Version| {
-            releases
-                .iter()
-                .any(|r| &r.version == v && r.yanked.is_some())
+        let rollouts = meta.list_rollouts()?;
+        let channel = &org.config.channel;
+        let recommended = crate::service::views::recommended(
+            &releases,
+            &rollouts,
+            org.config.pinned_version.as_ref(),
+            channel,
+            None,
+        )
+        .map(|r| r.version.clone());
+        let state = |v: &crate::domain::Version| match releases.iter().find(|r| &r.version == v) {
+            Some(r) => view::ReleaseState {
+                yank_reason: r.yanked.as_ref().map(|y| y.reason.clone()),
+                rollout: crate::service::views::rollout_state(
+                    r,
+                    rollouts
+                        .iter()
+                        .find(|o| &o.version == v && &o.channel == channel),
+                ),
+                recommended: recommended.as_ref() == Some(v),
+            },
+            None => view::ReleaseState::default(),
         };
-        let packages = group_by_release(&code, meta.list_packages(Some(&code), None)?, yanked);
+        let packages = group_by_release(&code, meta.list_packages(Some(&code), None)?, state);
         let page = OrgPage {
             org: OrgView::from(&org),
             releases: packages,
