@@ -269,10 +269,28 @@ pub struct Org {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OrgFile {
+    /// What `depot org export` saw; `org set` refuses the file once the org has changed since.
+    #[serde(default)]
+    pub revision: Option<String>,
     #[serde(flatten)]
     pub config: OrgConfigInput,
     #[serde(default)]
     pub files: BTreeMap<String, std::path::PathBuf>,
+}
+
+/// What `depot org export` prints: an `OrgFile` with its revision.
+#[derive(Debug, Serialize)]
+pub struct OrgFileOut {
+    pub revision: String,
+    #[serde(flatten)]
+    pub config: OrgConfigInput,
+    pub files: BTreeMap<String, String>,
+}
+
+impl OrgFileOut {
+    pub fn to_toml(&self) -> Result<String, OrgError> {
+        toml::to_string(self).map_err(|e| OrgError::Toml(e.to_string()))
+    }
 }
 
 impl OrgFile {

@@ -346,6 +346,10 @@ fn configuration_form_rebuilds_packages_and_refuses_forgeries() {
         .map(|t| decode(&t))
         .unwrap();
     assert!(policy.contains("(?i).*\\.bak$"));
+    // The demo sets physics to back up hourly; retention and encryption keep the defaults.
+    assert!(policy.contains("<th>Frequency</th><td>every 60 minutes</td>"), "{policy}");
+    assert!(policy.contains("<th>Retention</th><td>deleted files and old versions kept 90 days</td>"), "{policy}");
+    assert!(policy.contains("<th>Encryption</th><td>on: backups are encrypted</td>"), "{policy}");
 
     // Bad input is shown on the form, kept, and changes nothing.
     let mut bad = config_form(&after_html, &exclude);

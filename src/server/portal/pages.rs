@@ -524,6 +524,36 @@ struct PolicyPage {
     updated_at: String,
     include: Vec<Rule>,
     exclude: Vec<Rule>,
+    /// Frequency, retention and encryption, as the installers configure the client.
+    schedule: Vec<(&'static str, String)>,
+}
+
+/// The backup settings a person asks about first, in words; `not set` where the org has none.
+fn schedule(settings: &std::collections::BTreeMap<String, String>) -> Vec<(&'static str, String)> {
+    let get = |key: &str| settings.get(key).map(|v| v.trim().to_string());
+    vec![
+        (
+            "Frequency",
+            get("backup.frequency_minutes")
+                .map_or_else(|| "not set".into(), |m| format!("every {m} minutes")),
+        ),
+        (
+            "Retention",
+            get("backup.retention_days").map_or_else(
+                || "not set".into(),
+                |d| format!("deleted files and old versions kept {d} days"),
+            ),
+        ),
+        (
+            "Encryption",
+            match get("backup.encrypt").as_deref() {
+                Some("true") => "on: backups are encrypted".into(),
+                Some("false") => "off".into(),
+                Some(other) => other.to_string(),
+                None => "not set".into(),
+            },
+        ),
+    ]
 }
 
 /// `/orgs/{org}/backup-policy`: public for `default`, else for those who may see the org.
@@ -560,6 +590,7 @@ pub async fn backup_policy(
             .iter()
             .map(|p| Rule::of(p))
             .collect(),
+        schedule: schedule(&org.config.settings),
     };
     let mut context = context(me.as_ref());
     context.insert("page", &page);
