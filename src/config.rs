@@ -392,7 +392,10 @@ mod tests {
         .unwrap();
         let s = Settings::from_parts(&Overrides::default(), file, Path::new("/srv/depot"), None)
             .unwrap();
-        assert_eq!(s.database, DatabaseUrl::Sqlite("/srv/depot/db/depot.db".into()));
+        assert_eq!(
+            s.database,
+            DatabaseUrl::Sqlite("/srv/depot/db/depot.db".into())
+        );
         assert_eq!(s.artifacts, ArtifactsUrl::File("/srv/depot/blobs".into()));
         assert_eq!(s.templates, PathBuf::from("/srv/depot/t"));
         // Defaults follow the file too: a config without data_dir keeps its data beside it.
@@ -414,8 +417,8 @@ mod tests {
             database: Some("sqlite://here.db".into()),
             ..Default::default()
         };
-        let s = Settings::from_parts(&o, ConfigFile::default(), Path::new("/srv/depot"), None)
-            .unwrap();
+        let s =
+            Settings::from_parts(&o, ConfigFile::default(), Path::new("/srv/depot"), None).unwrap();
         assert_eq!(s.database, DatabaseUrl::Sqlite("here.db".into()));
     }
 

@@ -401,12 +401,22 @@ mod tests {
             },
             ..Default::default()
         };
-        let message = OrgConfig::try_from(with("(?i).*/(.*")).unwrap_err().to_string();
+        let message = OrgConfig::try_from(with("(?i).*/(.*"))
+            .unwrap_err()
+            .to_string();
         assert!(message.contains("backup.exclude[2]"), "{message}");
         assert!(message.contains("\"(?i).*/(.*\""), "{message}");
-        assert!(message.contains("unclosed group at character 8"), "{message}");
-        let message = OrgConfig::try_from(with("[unclosed")).unwrap_err().to_string();
-        assert!(message.contains("unclosed character class at character 1"), "{message}");
+        assert!(
+            message.contains("unclosed group at character 8"),
+            "{message}"
+        );
+        let message = OrgConfig::try_from(with("[unclosed"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("unclosed character class at character 1"),
+            "{message}"
+        );
         assert!(OrgConfig::try_from(with("(?i).*/(Temp|tmp)/.*")).is_ok());
         // Every default pattern compiles.
         assert!(OrgConfig::new("Physics").is_ok());

@@ -18,7 +18,11 @@ fn config_from_another_directory_finds_the_data_beside_it() {
         .args(["--config", config.to_str().unwrap(), "org", "list"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("physics"));
     let out = depot()
         .current_dir(elsewhere.path())
@@ -27,7 +31,11 @@ fn config_from_another_directory_finds_the_data_beside_it() {
         .args(["--config", config.to_str().unwrap(), "release", "list"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Nothing was made where the command ran.
     assert_eq!(std::fs::read_dir(elsewhere.path()).unwrap().count(), 0);
 
@@ -39,14 +47,21 @@ fn config_from_another_directory_finds_the_data_beside_it() {
         .args(["--config", config.to_str().unwrap(), "verify"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let said = String::from_utf8_lossy(&out.stderr);
     let data_dir = ws.dir.path().join("artifacts");
     assert!(
         said.contains(&format!("data dir:   {}", data_dir.display())),
         "{said}"
     );
-    assert!(said.contains(&format!("sqlite://{}", data_dir.join("depot.db").display())), "{said}");
+    assert!(
+        said.contains(&format!("sqlite://{}", data_dir.join("depot.db").display())),
+        "{said}"
+    );
     assert!(said.contains("public URL: http://127.0.0.1:8080"), "{said}");
 }
 
@@ -68,7 +83,10 @@ fn a_missing_data_dir_fails_naming_the_path_and_is_not_created() {
             .unwrap();
         assert!(!out.status.success(), "{args:?} succeeded");
         let message = String::from_utf8_lossy(&out.stderr);
-        assert!(message.contains("no data directory at artifacts"), "{args:?}: {message}");
+        assert!(
+            message.contains("no data directory at artifacts"),
+            "{args:?}: {message}"
+        );
         assert!(message.contains("depot init"), "{message}");
     }
     assert_eq!(std::fs::read_dir(empty.path()).unwrap().count(), 0);
@@ -79,7 +97,10 @@ fn a_missing_data_dir_fails_naming_the_path_and_is_not_created() {
     std::fs::create_dir(&other).unwrap();
     let message = ws.fails(&["--data-dir", other.to_str().unwrap(), "org", "list"]);
     assert!(
-        message.contains(&format!("no database at {}", other.join("depot.db").display())),
+        message.contains(&format!(
+            "no database at {}",
+            other.join("depot.db").display()
+        )),
         "{message}"
     );
     assert!(!other.join("depot.db").exists());

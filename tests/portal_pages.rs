@@ -347,9 +347,18 @@ fn configuration_form_rebuilds_packages_and_refuses_forgeries() {
         .unwrap();
     assert!(policy.contains("(?i).*\\.bak$"));
     // The demo sets physics to back up hourly; retention and encryption keep the defaults.
-    assert!(policy.contains("<th>Frequency</th><td>every 60 minutes</td>"), "{policy}");
-    assert!(policy.contains("<th>Retention</th><td>deleted files and old versions kept 90 days</td>"), "{policy}");
-    assert!(policy.contains("<th>Encryption</th><td>on: backups are encrypted</td>"), "{policy}");
+    assert!(
+        policy.contains("<th>Frequency</th><td>every 60 minutes</td>"),
+        "{policy}"
+    );
+    assert!(
+        policy.contains("<th>Retention</th><td>deleted files and old versions kept 90 days</td>"),
+        "{policy}"
+    );
+    assert!(
+        policy.contains("<th>Encryption</th><td>on: backups are encrypted</td>"),
+        "{policy}"
+    );
 
     // Bad input is shown on the form, kept, and changes nothing.
     let mut bad = config_form(&after_html, &exclude);
@@ -873,6 +882,13 @@ fn devices_deactivate_and_adoption_chart() {
         devices.contains("lab-1") && devices.contains("lab-2") && devices.contains("192.0.2.7")
     );
     assert!(devices.contains("11.2.1"));
+    // Messages name devices by id: so does the table.
+    for id in &ids {
+        assert!(
+            devices.contains(&format!("<td class=\"device-id\"><code>{id}</code></td>")),
+            "{devices}"
+        );
+    }
     let url = format!("{}/orgs/physics/devices/{}/deactivate", p.url, ids[1]);
     assert_eq!(c.post(&url).send().unwrap().status(), 403);
     let other = client();
@@ -953,13 +969,23 @@ fn a_pattern_that_does_not_compile_is_shown_and_kept_on_the_form() {
         text.contains("\"[unclosed\" is not a valid regular expression: unclosed character class at character 1"),
         "{text}"
     );
-    let kept = between(&text, "name=\"exclude\" rows=\"10\" spellcheck=\"false\">", "</textarea>").unwrap();
+    let kept = between(
+        &text,
+        "name=\"exclude\" rows=\"10\" spellcheck=\"false\">",
+        "</textarea>",
+    )
+    .unwrap();
     assert!(kept.contains("(?i).*\\.bak$\n[unclosed"), "{kept}");
     let stored = p
         .depot
         .org(&depot::domain::OrgCode::parse("physics").unwrap())
         .unwrap();
-    assert!(!stored.config.backup.exclude.iter().any(|e| e == "[unclosed"));
+    assert!(!stored
+        .config
+        .backup
+        .exclude
+        .iter()
+        .any(|e| e == "[unclosed"));
 }
 
 #[test]
@@ -973,16 +999,23 @@ fn rollout_labels_say_complete_yanked_and_recommended() {
         .map(|t| decode(&t))
         .unwrap();
     let row = |page: &str, version: &str| {
-        between(page, &format!("<tr class=\"rollout\" data-version=\"{version}\""), "</tr>")
-            .unwrap()
-            .to_string()
+        between(
+            page,
+            &format!("<tr class=\"rollout\" data-version=\"{version}\""),
+            "</tr>",
+        )
+        .unwrap()
+        .to_string()
     };
     // The demo has 11.2.1 at 100% and 11.3.0 at 25% on stable.
     let done = row(&page, "11.2.1");
     assert!(done.contains(">complete<"), "{done}");
     assert!(!done.contains("rolling out"), "{done}");
     assert!(row(&page, "11.3.0").contains(">rolling out<"));
-    assert!(page.contains("<tr class=\"channel\" data-channel=\"stable\">"), "{page}");
+    assert!(
+        page.contains("<tr class=\"channel\" data-channel=\"stable\">"),
+        "{page}"
+    );
 
     let partner = client();
     let org = sign_in(&partner, &p, &p.partner_token)
@@ -990,9 +1023,14 @@ fn rollout_labels_say_complete_yanked_and_recommended() {
         .map(|t| decode(&t))
         .unwrap();
     let heading = |page: &str, version: &str| {
-        between(page, &format!("<h3>{version}"), "</h3>").unwrap().to_string()
+        between(page, &format!("<h3>{version}"), "</h3>")
+            .unwrap()
+            .to_string()
     };
-    assert!(heading(&org, "11.3.0").contains("rolling out (25%)"), "{org}");
+    assert!(
+        heading(&org, "11.3.0").contains("rolling out (25%)"),
+        "{org}"
+    );
     assert!(!heading(&org, "11.3.0").contains("recommended"));
     assert!(heading(&org, "11.2.1").contains("recommended"));
     assert!(heading(&org, "11.2.1").contains("complete"));
@@ -1002,15 +1040,25 @@ fn rollout_labels_say_complete_yanked_and_recommended() {
         address: "local".into(),
     };
     p.depot
-        .yank(&actor, &Version::parse("11.3.0").unwrap(), "corrupts the cache")
+        .yank(
+            &actor,
+            &Version::parse("11.3.0").unwrap(),
+            "corrupts the cache",
+        )
         .unwrap();
-    let page = get(&admin, &p, "/admin").text().map(|t| decode(&t)).unwrap();
+    let page = get(&admin, &p, "/admin")
+        .text()
+        .map(|t| decode(&t))
+        .unwrap();
     let yanked = row(&page, "11.3.0");
     assert!(yanked.contains(">yanked<"), "{yanked}");
     assert!(!yanked.contains("rolling out"), "{yanked}");
     assert!(!yanked.contains("value=\"set\""), "{yanked}");
     assert!(!yanked.contains("value=\"pause\""), "{yanked}");
-    let org = get(&partner, &p, "/orgs/physics").text().map(|t| decode(&t)).unwrap();
+    let org = get(&partner, &p, "/orgs/physics")
+        .text()
+        .map(|t| decode(&t))
+        .unwrap();
     assert!(heading(&org, "11.3.0").contains("yanked"));
     assert!(org.contains("Yanked: corrupts the cache."), "{org}");
 }

@@ -25,7 +25,8 @@ fn readme_download_and_verify_commands_work_as_written() {
     {
         return;
     }
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     let commands = block(&readme, "<!-- readme-test: download -->");
     assert!(commands.contains("curl"), "{commands}");
     let f = spawn_full_app();
@@ -33,7 +34,11 @@ fn readme_download_and_verify_commands_work_as_written() {
     // `depot` on PATH, as the README assumes; run where the full app keeps its key.
     let bin = tempfile::tempdir().unwrap();
     std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_depot"), bin.path().join("depot")).unwrap();
-    let path = format!("{}:{}", bin.path().display(), std::env::var("PATH").unwrap_or_default());
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     let run = || {
         std::process::Command::new("sh")
             .args(["-e", "-c", &script])
@@ -51,19 +56,36 @@ fn readme_download_and_verify_commands_work_as_written() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.status.success(), "the README's commands failed:\n{script}\n{said}");
+    assert!(
+        out.status.success(),
+        "the README's commands failed:\n{script}\n{said}"
+    );
     let file = f.app.dir.path().join("physics-11.2.1-windows-x86_64.zip");
     assert!(file.is_file(), "{said}");
-    assert!(said.contains("physics-11.2.1-windows-x86_64.zip: OK"), "{said}");
-    assert!(said.contains("Signature and comment signature verified"), "{said}");
+    assert!(
+        said.contains("physics-11.2.1-windows-x86_64.zip: OK"),
+        "{said}"
+    );
+    assert!(
+        said.contains("Signature and comment signature verified"),
+        "{said}"
+    );
 
     // Resuming: a partial file is completed by running the commands again.
     let whole = std::fs::read(&file).unwrap();
     std::fs::write(&file, &whole[..whole.len() / 3]).unwrap();
-    for name in ["SHA256SUMS", "SHA256SUMS.minisig", "physics-11.2.1-windows-x86_64.zip.minisig"] {
+    for name in [
+        "SHA256SUMS",
+        "SHA256SUMS.minisig",
+        "physics-11.2.1-windows-x86_64.zip.minisig",
+    ] {
         std::fs::remove_file(f.app.dir.path().join(name)).unwrap();
     }
     let out = run();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(std::fs::read(&file).unwrap(), whole);
 }

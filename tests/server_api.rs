@@ -840,7 +840,10 @@ fn channel_minimums_need_a_live_release_and_a_channel_in_use() {
         .unwrap();
     assert_eq!(stable["min_version"], "11.2.1");
     assert_eq!(stable["releases"], json!(["11.2.1"]));
-    assert!(stable["orgs"].as_array().unwrap().contains(&json!("physics")));
+    assert!(stable["orgs"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("physics")));
     let beta = channels
         .as_array()
         .unwrap()
@@ -849,7 +852,11 @@ fn channel_minimums_need_a_live_release_and_a_channel_in_use() {
         .unwrap();
     assert_eq!(beta["orgs"], json!(["chemistry"]));
     assert!(beta["min_version"].is_null());
-    assert_eq!(f.call("GET", "/v1/channels", Some(f.physics.as_str()), None).0, 403);
+    assert_eq!(
+        f.call("GET", "/v1/channels", Some(f.physics.as_str()), None)
+            .0,
+        403
+    );
 
     f.json(
         "POST",
@@ -885,7 +892,9 @@ fn latest_is_the_newest_release_fully_rolled_out_or_the_pinned_one() {
         .publish(&actor, &next, &Channel::stable(), 10, &NoProgress)
         .unwrap();
     let latest = || {
-        let response = f.app.get("/v1/download/physics/latest/linux-x86_64", physics);
+        let response = f
+            .app
+            .get("/v1/download/physics/latest/linux-x86_64", physics);
         assert_eq!(response.status(), 302);
         response.headers()["location"].to_str().unwrap().to_string()
     };

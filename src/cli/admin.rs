@@ -29,15 +29,21 @@ pub struct DemoArgs {
 pub enum TokenCommand {
     /// Creates a token and prints it once, on a line of its own.
     Create {
+        /// What the token may do: admin (everything) or partner (one org).
         #[arg(long, value_enum)]
         role: RoleArg,
+        /// The org of a partner token.
         #[arg(long)]
         org: Option<OrgCode>,
+        /// A name for the audit log (default: generated).
         #[arg(long)]
         name: Option<String>,
     },
+    /// Lists tokens (never their secrets).
     List,
+    /// Revokes a token at once.
     Revoke {
+        /// The token's id, as `token list` shows it.
         id: String,
     },
 }

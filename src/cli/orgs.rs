@@ -14,18 +14,26 @@ use std::path::PathBuf;
 pub enum OrgCommand {
     /// Creates an org with a fresh registration key and builds its packages.
     Add {
+        /// The org's code: lower-case letters, digits and '-' (it names the packages).
         code: OrgCode,
+        /// The department's name, as people read it.
         #[arg(long)]
         name: String,
+        /// Who to ask about this org's machines.
         #[arg(long)]
         contact_email: Option<String>,
+        /// Licensed seats (0: no limit shown).
         #[arg(long)]
         seats: Option<u32>,
+        /// The update channel (default stable).
         #[arg(long)]
         channel: Option<Channel>,
     },
+    /// Lists the orgs.
     List,
+    /// Shows an org's configuration, overlay files and revision.
     Show {
+        /// The org's code.
         code: OrgCode,
     },
     /// Replaces the org's configuration (and overlay files) from a TOML file; rebuilds its packages.
@@ -48,11 +56,14 @@ pub enum OrgCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Removes an org with its overlays and packages.
     Remove {
+        /// The org's code.
         code: OrgCode,
     },
     /// A new registration key; enrolled devices keep working, new enrollments need the new key.
     RotateKey {
+        /// The org's code.
         code: OrgCode,
     },
 }
@@ -133,7 +144,11 @@ pub fn run(global: &GlobalArgs, cmd: OrgCommand) -> anyhow::Result<()> {
                     let path = dir.join(format!("{code}.toml"));
                     std::fs::write(&path, &text)
                         .with_context(|| format!("cannot write {}", path.display()))?;
-                    eprintln!("wrote {} and {} overlay files", path.display(), overlays.len());
+                    eprintln!(
+                        "wrote {} and {} overlay files",
+                        path.display(),
+                        overlays.len()
+                    );
                 }
                 None => {
                     print!("{text}");

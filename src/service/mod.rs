@@ -138,8 +138,10 @@ impl Depot {
             }
         }
         if let ArtifactsUrl::File(dir) = &settings.artifacts {
-            std::fs::create_dir_all(dir)
-                .map_err(io_err(format!("cannot create artifacts dir {}", dir.display())))?;
+            std::fs::create_dir_all(dir).map_err(io_err(format!(
+                "cannot create artifacts dir {}",
+                dir.display()
+            )))?;
         }
         Self::open(settings)
     }
@@ -152,7 +154,9 @@ impl Depot {
         let missing = |what: &str, path: &std::path::Path| {
             let config = match &settings.config_file {
                 Some(file) => format!(" (settings from {})", file.display()),
-                None => " (no config file: ./depot.toml is absent and --config was not given)".into(),
+                None => {
+                    " (no config file: ./depot.toml is absent and --config was not given)".into()
+                }
             };
             ServiceError::NotInitialised(format!(
                 "no {what} at {}{config}; run `depot init` to create one, or give --config or --data-dir",

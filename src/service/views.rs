@@ -342,6 +342,9 @@ mod recommended_tests {
             .zip(&rollouts)
             .map(|(r, o)| rollout_state(r, Some(o)))
             .collect();
-        assert_eq!(states, ["yanked", "rolling out (10%)", "paused at 100%", "complete"]);
+        assert_eq!(
+            states,
+            ["yanked", "rolling out (10%)", "paused at 100%", "complete"]
+        );
     }
 }

@@ -125,14 +125,15 @@ pub fn group_by_release(
             _ => groups.push({
                 let state = state(&p.version);
                 ReleaseInstallers {
-                version: p.version.to_string(),
-                yanked: state.yank_reason.is_some(),
-                yank_reason: state.yank_reason,
-                rollout: state.rollout,
-                recommended: state.recommended,
-                sums_url: download_path(org, &p.version, "SHA256SUMS"),
-                installers: vec![p.into()],
-            }}),
+                    version: p.version.to_string(),
+                    yanked: state.yank_reason.is_some(),
+                    yank_reason: state.yank_reason,
+                    rollout: state.rollout,
+                    recommended: state.recommended,
+                    sums_url: download_path(org, &p.version, "SHA256SUMS"),
+                    installers: vec![p.into()],
+                }
+            }),
         }
     }
     groups

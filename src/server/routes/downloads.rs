@@ -480,11 +480,11 @@ fn latest(
     };
     let release = recommended(&releases, &rollouts, pinned.as_ref(), &channel, platform)
         .ok_or_else(|| {
-        ApiError::NotFound(format!(
-            "no release fully rolled out on channel {channel}{}",
-            platform.map(|p| format!(" for {p}")).unwrap_or_default()
-        ))
-    })?;
+            ApiError::NotFound(format!(
+                "no release fully rolled out on channel {channel}{}",
+                platform.map(|p| format!(" for {p}")).unwrap_or_default()
+            ))
+        })?;
     let name = match file {
         LatestFile::Package(p) => crate::domain::package_file_name(org, &release.version, p),
         LatestFile::Checksums => CHECKSUMS.to_string(),
