@@ -1,7 +1,10 @@
 //! Settings: where each comes from and what it defaults to (CONTRACT 5).
 //!
 //! A setting comes from the command-line flag, else the environment (`DEPOT_*`, handled by clap),
-//! else `depot.toml`, else the default. Relative paths in `depot.toml` are relative to the file.
+//! else `depot.toml`, else the default. Every relative path in `depot.toml` (and every default
+//! path, when a config file is in effect) is relative to the file's directory, so that
+//! `depot --config /srv/depot/depot.toml ...` finds the same data from any working directory.
+//! Paths given as flags or environment variables are relative to the working directory.
 //! Nothing here opens a store or a key: it only decides paths and addresses.
 
 use ipnet::IpNet;
@@ -221,24 +224,32 @@ impl Settings {
             .data_dir
             .clone()
             .or(file.data_dir.map(relative))
-            .unwrap_or_else(|| "artifacts".into());
+            .unwrap_or_else(|| base.join("artifacts"));
         let templates = o
             .templates
             .clone()
             .or(file.templates.map(relative))
-            .unwrap_or_else(|| "installer-templates".into());
+            .unwrap_or_else(|| base.join("installer-templates"));
         let signing_key = o
             .signing_key
             .clone()
             .or(file.signing_key.map(relative))
             .unwrap_or_else(|| base.join("keys/depot.key"));
-        let database = match o.database.clone().or(file.database) {
-            Some(url) => parse_database(&url)?,
-            None => DatabaseUrl::Sqlite(data_dir.join("depot.db")),
+        let database = match (o.database.clone(), file.database) {
+            (Some(url), _) => parse_database(&url)?,
+            (None, Some(url)) => match parse_database(&url)? {
+                DatabaseUrl::Sqlite(path) => DatabaseUrl::Sqlite(relative(path)),
+                other => other,
+            },
+            (None, None) => DatabaseUrl::Sqlite(data_dir.join("depot.db")),
         };
-        let mut artifacts = match o.artifacts.clone().or(file.artifacts) {
-            Some(url) => parse_artifacts(&url)?,
-            None => ArtifactsUrl::File(data_dir.clone()),
+        let mut artifacts = match (o.artifacts.clone(), file.artifacts) {
+            (Some(url), _) => parse_artifacts(&url)?,
+            (None, Some(url)) => match parse_artifacts(&url)? {
+                ArtifactsUrl::File(dir) => ArtifactsUrl::File(relative(dir)),
+                other => other,
+            },
+            (None, None) => ArtifactsUrl::File(data_dir.clone()),
         };
         if let Some(seconds) = file.presign_downloads {
             artifacts.presign_downloads(seconds)?;
@@ -290,6 +301,33 @@ impl Settings {
                 .max(1),
             metrics_token_file,
         })
+    }
+}
+
+impl Settings {
+    /// What `depot serve` and `depot verify` say they use, one `name: value` line each.
+    pub fn describe(&self) -> String {
+        let database = match &self.database {
+            DatabaseUrl::Sqlite(path) => format!("sqlite://{}", path.display()),
+            // The URL may carry a password: only its scheme and host part after '@' are shown.
+            DatabaseUrl::Postgres(url) => match url.rsplit_once('@') {
+                Some((_, host)) => format!("postgres://...@{host}"),
+                None => url.clone(),
+            },
+        };
+        let artifacts = match &self.artifacts {
+            ArtifactsUrl::File(dir) => format!("file://{}", dir.display()),
+            ArtifactsUrl::S3 { bucket, .. } => format!("s3://{bucket}"),
+        };
+        let config = self
+            .config_file
+            .as_ref()
+            .map_or_else(|| "none".to_string(), |p| p.display().to_string());
+        format!(
+            "config:     {config}\ndata dir:   {}\ndatabase:   {database}\nartifacts:  {artifacts}\npublic URL: {}",
+            self.data_dir.display(),
+            self.public_url
+        )
     }
 }
 
@@ -442,6 +480,44 @@ mod tests {
         .unwrap();
         assert_eq!(s.data_dir, PathBuf::from("artifacts"));
         assert_eq!(s.public_url, "http://127.0.0.1:8080");
+    }
+
+    #[test]
+    fn paths_in_a_config_file_are_relative_to_its_directory() {
+        let file: ConfigFile = toml::from_str(
+            "database = \"sqlite://db/depot.db\"\nartifacts = \"file://blobs\"\ntemplates = \"t\"",
+        )
+        .unwrap();
+        let s = Settings::from_parts(&Overrides::default(), file, Path::new("/srv/depot"), None)
+            .unwrap();
+        assert_eq!(
+            s.database,
+            DatabaseUrl::Sqlite("/srv/depot/db/depot.db".into())
+        );
+        assert_eq!(s.artifacts, ArtifactsUrl::File("/srv/depot/blobs".into()));
+        assert_eq!(s.templates, PathBuf::from("/srv/depot/t"));
+        // Defaults follow the file too: a config without data_dir keeps its data beside it.
+        let s = Settings::from_parts(
+            &Overrides::default(),
+            ConfigFile::default(),
+            Path::new("/srv/depot"),
+            None,
+        )
+        .unwrap();
+        assert_eq!(s.data_dir, PathBuf::from("/srv/depot/artifacts"));
+        assert_eq!(
+            s.database,
+            DatabaseUrl::Sqlite("/srv/depot/artifacts/depot.db".into())
+        );
+        assert_eq!(s.templates, PathBuf::from("/srv/depot/installer-templates"));
+        // A flag is the caller's: relative to the working directory.
+        let o = Overrides {
+            database: Some("sqlite://here.db".into()),
+            ..Default::default()
+        };
+        let s =
+            Settings::from_parts(&o, ConfigFile::default(), Path::new("/srv/depot"), None).unwrap();
+        assert_eq!(s.database, DatabaseUrl::Sqlite("here.db".into()));
     }
 
     #[test]

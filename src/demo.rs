@@ -82,7 +82,7 @@ pub fn prepare(
 ) -> Result<DemoReport> {
     let settings = settings_for(dir, public_url);
     crate::setup::init(&settings, false)?;
-    let depot = Depot::open(&settings)?;
+    let depot = Depot::create(&settings)?;
     let actor = Actor {
         name: "demo".into(),
         address: "local".into(),

@@ -127,7 +127,36 @@ fn check_patterns(field: &str, patterns: &[String]) -> Result<(), OrgError> {
             return Err(invalid(field, "a pattern must not be empty"));
         }
         check_text(&field, p, MAX_PATTERN_LEN)?;
+        check_regex(&field, p.trim())?;
     }
+    Ok(())
+}
+
+/// The backup client reads each pattern as a regular expression: one it cannot compile would
+/// be shipped to every machine and fail there, so it is refused here with where it breaks.
+fn check_regex(field: &str, pattern: &str) -> Result<(), OrgError> {
+    if let Err(e) = regex_syntax::Parser::new().parse(pattern) {
+        let (offset, kind) = match &e {
+            regex_syntax::Error::Parse(e) => (e.span().start.offset, e.kind().to_string()),
+            regex_syntax::Error::Translate(e) => (e.span().start.offset, e.kind().to_string()),
+            other => (0, other.to_string()),
+        };
+        let column = pattern[..offset.min(pattern.len())].chars().count() + 1;
+        return Err(invalid(
+            field,
+            format!("{pattern:?} is not a valid regular expression: {kind} at character {column}"),
+        ));
+    }
+    // Size limits the parser does not check.
+    regex::Regex::new(pattern).map_err(|e| {
+        invalid(
+            field,
+            format!(
+                "{pattern:?} is not a valid regular expression: {}",
+                e.to_string().lines().last().unwrap_or_default().trim()
+            ),
+        )
+    })?;
     Ok(())
 }
 
@@ -240,10 +269,28 @@ pub struct Org {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OrgFile {
+    /// What `depot org export` saw; `org set` refuses the file once the org has changed since.
+    #[serde(default)]
+    pub revision: Option<String>,
     #[serde(flatten)]
     pub config: OrgConfigInput,
     #[serde(default)]
     pub files: BTreeMap<String, std::path::PathBuf>,
+}
+
+/// What `depot org export` prints: an `OrgFile` with its revision.
+#[derive(Debug, Serialize)]
+pub struct OrgFileOut {
+    pub revision: String,
+    #[serde(flatten)]
+    pub config: OrgConfigInput,
+    pub files: BTreeMap<String, String>,
+}
+
+impl OrgFileOut {
+    pub fn to_toml(&self) -> Result<String, OrgError> {
+        toml::to_string(self).map_err(|e| OrgError::Toml(e.to_string()))
+    }
 }
 
 impl OrgFile {
@@ -342,6 +389,37 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("channel"));
+    }
+
+    #[test]
+    fn patterns_must_compile_as_regular_expressions() {
+        let with = |exclude: &str| OrgConfigInput {
+            name: "X".into(),
+            backup: BackupSelection {
+                include: vec!["linux:/home/".into()],
+                exclude: vec!["(?i).*\\.iso$".into(), exclude.into()],
+            },
+            ..Default::default()
+        };
+        let message = OrgConfig::try_from(with("(?i).*/(.*"))
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("backup.exclude[2]"), "{message}");
+        assert!(message.contains("\"(?i).*/(.*\""), "{message}");
+        assert!(
+            message.contains("unclosed group at character 8"),
+            "{message}"
+        );
+        let message = OrgConfig::try_from(with("[unclosed"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("unclosed character class at character 1"),
+            "{message}"
+        );
+        assert!(OrgConfig::try_from(with("(?i).*/(Temp|tmp)/.*")).is_ok());
+        // Every default pattern compiles.
+        assert!(OrgConfig::new("Physics").is_ok());
     }
 
     #[test]

@@ -83,7 +83,7 @@ pub fn init(settings: &Settings, write_config: bool) -> Result<InitReport> {
         report.created.push(settings.templates.clone());
     }
     let fresh = !settings.data_dir.exists();
-    Depot::open(settings)?;
+    Depot::create(settings)?;
     if fresh {
         report.created.push(settings.data_dir.clone())
     } else {

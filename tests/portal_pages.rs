@@ -78,28 +78,30 @@ fn home_page_lists_default_installers_with_verify_commands() {
     assert_eq!(h[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
     assert_eq!(h[header::REFERRER_POLICY], "same-origin");
     let html = r.text().map(|t| decode(&t)).unwrap();
+    // 11.3.0 is at 25%: the installers offered are those of 11.2.1, fully rolled out.
+    assert!(!html.contains("default-11.3.0-"), "{html}");
     for platform in ["windows-x86_64", "macos-aarch64", "linux-x86_64"] {
-        let file = format!("default-11.3.0-{platform}.zip");
+        let file = format!("default-11.2.1-{platform}.zip");
         assert!(
-            html.contains(&format!("href=\"/v1/download/default/11.3.0/{file}\"")),
+            html.contains(&format!("href=\"/v1/download/default/11.2.1/{file}\"")),
             "{file}"
         );
-        assert!(html.contains(&format!("/v1/download/default/11.3.0/{file}.minisig")));
+        assert!(html.contains(&format!("/v1/download/default/11.2.1/{file}.minisig")));
     }
     let package = p
         .depot
         .meta()
         .get_package(
             &depot::domain::OrgCode::default_org(),
-            &depot::domain::Version::parse("11.3.0").unwrap(),
-            "default-11.3.0-linux-x86_64.zip",
+            &depot::domain::Version::parse("11.2.1").unwrap(),
+            "default-11.2.1-linux-x86_64.zip",
         )
         .unwrap()
         .unwrap();
     assert!(html.contains(&package.sha256.to_hex()));
     assert!(html.contains("sha256sum -c SHA256SUMS"));
     assert!(html.contains(&format!(
-        "minisign -Vm default-11.3.0-windows-x86_64.zip -P {}",
+        "minisign -Vm default-11.2.1-windows-x86_64.zip -P {}",
         p.depot.public_key().to_line()
     )));
     assert!(html.contains("href=\"/orgs/default/backup-policy\""));
@@ -344,6 +346,19 @@ fn configuration_form_rebuilds_packages_and_refuses_forgeries() {
         .map(|t| decode(&t))
         .unwrap();
     assert!(policy.contains("(?i).*\\.bak$"));
+    // The demo sets physics to back up hourly; retention and encryption keep the defaults.
+    assert!(
+        policy.contains("<th>Frequency</th><td>every 60 minutes</td>"),
+        "{policy}"
+    );
+    assert!(
+        policy.contains("<th>Retention</th><td>deleted files and old versions kept 90 days</td>"),
+        "{policy}"
+    );
+    assert!(
+        policy.contains("<th>Encryption</th><td>on: backups are encrypted</td>"),
+        "{policy}"
+    );
 
     // Bad input is shown on the form, kept, and changes nothing.
     let mut bad = config_form(&after_html, &exclude);
@@ -867,6 +882,13 @@ fn devices_deactivate_and_adoption_chart() {
         devices.contains("lab-1") && devices.contains("lab-2") && devices.contains("192.0.2.7")
     );
     assert!(devices.contains("11.2.1"));
+    // Messages name devices by id: so does the table.
+    for id in &ids {
+        assert!(
+            devices.contains(&format!("<td class=\"device-id\"><code>{id}</code></td>")),
+            "{devices}"
+        );
+    }
     let url = format!("{}/orgs/physics/devices/{}/deactivate", p.url, ids[1]);
     assert_eq!(c.post(&url).send().unwrap().status(), 403);
     let other = client();
@@ -925,4 +947,118 @@ fn logout_page_and_yank_form() {
         .unwrap()
         .yanked
         .is_some());
+}
+
+#[test]
+fn a_pattern_that_does_not_compile_is_shown_and_kept_on_the_form() {
+    let p = start();
+    let c = client();
+    let html = sign_in(&c, &p, &p.partner_token)
+        .text()
+        .map(|t| decode(&t))
+        .unwrap();
+    let form = config_form(&html, "(?i).*\\.bak$\n[unclosed\n");
+    let r = c
+        .post(format!("{}/orgs/physics/config", p.url))
+        .form(&form)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let text = r.text().map(|t| decode(&t)).unwrap();
+    assert!(
+        text.contains("\"[unclosed\" is not a valid regular expression: unclosed character class at character 1"),
+        "{text}"
+    );
+    let kept = between(
+        &text,
+        "name=\"exclude\" rows=\"10\" spellcheck=\"false\">",
+        "</textarea>",
+    )
+    .unwrap();
+    assert!(kept.contains("(?i).*\\.bak$\n[unclosed"), "{kept}");
+    let stored = p
+        .depot
+        .org(&depot::domain::OrgCode::parse("physics").unwrap())
+        .unwrap();
+    assert!(!stored
+        .config
+        .backup
+        .exclude
+        .iter()
+        .any(|e| e == "[unclosed"));
+}
+
+#[test]
+fn rollout_labels_say_complete_yanked_and_recommended() {
+    use depot::domain::Version;
+    use depot::service::Actor;
+    let p = start();
+    let admin = client();
+    let page = sign_in(&admin, &p, &p.admin_token)
+        .text()
+        .map(|t| decode(&t))
+        .unwrap();
+    let row = |page: &str, version: &str| {
+        between(
+            page,
+            &format!("<tr class=\"rollout\" data-version=\"{version}\""),
+            "</tr>",
+        )
+        .unwrap()
+        .to_string()
+    };
+    // The demo has 11.2.1 at 100% and 11.3.0 at 25% on stable.
+    let done = row(&page, "11.2.1");
+    assert!(done.contains(">complete<"), "{done}");
+    assert!(!done.contains("rolling out"), "{done}");
+    assert!(row(&page, "11.3.0").contains(">rolling out<"));
+    assert!(
+        page.contains("<tr class=\"channel\" data-channel=\"stable\">"),
+        "{page}"
+    );
+
+    let partner = client();
+    let org = sign_in(&partner, &p, &p.partner_token)
+        .text()
+        .map(|t| decode(&t))
+        .unwrap();
+    let heading = |page: &str, version: &str| {
+        between(page, &format!("<h3>{version}"), "</h3>")
+            .unwrap()
+            .to_string()
+    };
+    assert!(
+        heading(&org, "11.3.0").contains("rolling out (25%)"),
+        "{org}"
+    );
+    assert!(!heading(&org, "11.3.0").contains("recommended"));
+    assert!(heading(&org, "11.2.1").contains("recommended"));
+    assert!(heading(&org, "11.2.1").contains("complete"));
+
+    let actor = Actor {
+        name: "test".into(),
+        address: "local".into(),
+    };
+    p.depot
+        .yank(
+            &actor,
+            &Version::parse("11.3.0").unwrap(),
+            "corrupts the cache",
+        )
+        .unwrap();
+    let page = get(&admin, &p, "/admin")
+        .text()
+        .map(|t| decode(&t))
+        .unwrap();
+    let yanked = row(&page, "11.3.0");
+    assert!(yanked.contains(">yanked<"), "{yanked}");
+    assert!(!yanked.contains("rolling out"), "{yanked}");
+    assert!(!yanked.contains("value=\"set\""), "{yanked}");
+    assert!(!yanked.contains("value=\"pause\""), "{yanked}");
+    let org = get(&partner, &p, "/orgs/physics")
+        .text()
+        .map(|t| decode(&t))
+        .unwrap();
+    assert!(heading(&org, "11.3.0").contains("yanked"));
+    assert!(org.contains("Yanked: corrupts the cache."), "{org}");
 }

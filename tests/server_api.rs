@@ -745,6 +745,7 @@ fn openapi_describes_every_route_and_resolves_every_reference() {
         "/v1/releases/{version}/rollout",
         "/v1/releases/{version}/yank",
         "/v1/channels/{channel}",
+        "/v1/channels",
         "/v1/tokens",
         "/v1/tokens/{id}",
         "/v1/me",
@@ -785,4 +786,144 @@ fn openapi_describes_every_route_and_resolves_every_reference() {
         let name = &reference[..reference.find('"').unwrap()];
         assert!(schemas.contains_key(name), "unresolved $ref {name}");
     }
+}
+
+#[test]
+fn backup_patterns_that_do_not_compile_are_refused() {
+    let f = spawn_full_app();
+    let physics = Some(f.physics.as_str());
+    let before = f.json("GET", "/v1/orgs/physics", physics, None);
+    for (pattern, said) in [
+        ("(?i).*/(.*", "unclosed group at character 8"),
+        ("[unclosed", "unclosed character class at character 1"),
+    ] {
+        let mut org = before.clone();
+        org["backup"]["include"] = json!(["linux:/home/", pattern]);
+        let (status, body) = f.call("PUT", "/v1/orgs/physics", physics, Some(org));
+        assert_eq!(status, 422, "{body}");
+        assert_error_json(&body, None);
+        assert!(body.contains("backup.include[2]"), "{body}");
+        assert!(body.contains(said), "{body}");
+    }
+    assert_eq!(f.json("GET", "/v1/orgs/physics", physics, None), before);
+}
+
+#[test]
+fn channel_minimums_need_a_live_release_and_a_channel_in_use() {
+    let f = spawn_full_app();
+    let admin = Some(f.admin.as_str());
+    let refused = |channel: &str, version: &str, said: &str| {
+        let (status, body) = f.call(
+            "PUT",
+            &format!("/v1/channels/{channel}"),
+            admin,
+            Some(json!({ "min_version": version })),
+        );
+        assert_eq!(status, 422, "{body}");
+        assert!(body.contains(said), "{body}");
+    };
+    refused("stabel", "11.2.1", "channel stabel is not in use");
+    refused("stable", "11.9.0", "release 11.9.0 does not exist");
+    // chemistry's channel is in use, but 11.2.1 is not published there.
+    refused("beta", "11.2.1", "not published on channel beta");
+    let set = f.json(
+        "PUT",
+        "/v1/channels/stable",
+        admin,
+        Some(json!({"min_version": "11.2.1"})),
+    );
+    assert_eq!(set["min_version"], "11.2.1");
+
+    let channels = f.json("GET", "/v1/channels", admin, None);
+    let stable = channels
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["channel"] == "stable")
+        .unwrap();
+    assert_eq!(stable["min_version"], "11.2.1");
+    assert_eq!(stable["releases"], json!(["11.2.1"]));
+    assert!(stable["orgs"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("physics")));
+    let beta = channels
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["channel"] == "beta")
+        .unwrap();
+    assert_eq!(beta["orgs"], json!(["chemistry"]));
+    assert!(beta["min_version"].is_null());
+    assert_eq!(
+        f.call("GET", "/v1/channels", Some(f.physics.as_str()), None)
+            .0,
+        403
+    );
+
+    f.json(
+        "POST",
+        "/v1/releases/11.2.1/yank",
+        admin,
+        Some(json!({"reason": "bad build"})),
+    );
+    refused("stable", "11.2.1", "release 11.2.1 is yanked (bad build)");
+}
+
+#[test]
+fn latest_is_the_newest_release_fully_rolled_out_or_the_pinned_one() {
+    use depot::domain::{Channel, OrgCode, Platform, Version};
+    use depot::service::{Actor, NoProgress, PayloadSource};
+    let f = spawn_full_app();
+    let admin = Some(f.admin.as_str());
+    let physics = Some(f.physics.as_str());
+    let actor = Actor {
+        name: "test".into(),
+        address: "local".into(),
+    };
+    let payload = f.app.dir.path().join("payloads/client-linux.tgz");
+    let next = Version::parse("11.3.0").unwrap();
+    f.depot
+        .add_release(
+            &actor,
+            &next,
+            &[PayloadSource::from_path(Platform::LinuxX86_64, payload).unwrap()],
+            "Next.",
+        )
+        .unwrap();
+    f.depot
+        .publish(&actor, &next, &Channel::stable(), 10, &NoProgress)
+        .unwrap();
+    let latest = || {
+        let response = f
+            .app
+            .get("/v1/download/physics/latest/linux-x86_64", physics);
+        assert_eq!(response.status(), 302);
+        response.headers()["location"].to_str().unwrap().to_string()
+    };
+    let old = "/v1/download/physics/11.2.1/physics-11.2.1-linux-x86_64.zip";
+    let new = "/v1/download/physics/11.3.0/physics-11.3.0-linux-x86_64.zip";
+    assert_eq!(latest(), old, "at 10% it is not latest");
+    let rollout = |body: Value| f.json("PUT", "/v1/releases/11.3.0/rollout", admin, Some(body));
+    rollout(json!({"channel": "stable", "percent": 100, "paused": true}));
+    assert_eq!(latest(), old, "paused at 100% it is not latest");
+    rollout(json!({"channel": "stable", "percent": 100, "paused": false}));
+    assert_eq!(latest(), new);
+
+    // A pinned org gets its pin.
+    let code = OrgCode::parse("physics").unwrap();
+    let mut config = f.depot.org(&code).unwrap().config;
+    config.pinned_version = Some(Version::parse("11.2.1").unwrap());
+    f.depot.update_org(&actor, &code, config.clone()).unwrap();
+    assert_eq!(latest(), old);
+    config.pinned_version = None;
+    f.depot.update_org(&actor, &code, config).unwrap();
+
+    f.json(
+        "POST",
+        "/v1/releases/11.3.0/yank",
+        admin,
+        Some(json!({"reason": "eats files"})),
+    );
+    assert_eq!(latest(), old);
 }

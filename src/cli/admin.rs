@@ -29,15 +29,21 @@ pub struct DemoArgs {
 pub enum TokenCommand {
     /// Creates a token and prints it once, on a line of its own.
     Create {
+        /// What the token may do: admin (everything) or partner (one org).
         #[arg(long, value_enum)]
         role: RoleArg,
+        /// The org of a partner token.
         #[arg(long)]
         org: Option<OrgCode>,
+        /// A name for the audit log (default: generated).
         #[arg(long)]
         name: Option<String>,
     },
+    /// Lists tokens (never their secrets).
     List,
+    /// Revokes a token at once.
     Revoke {
+        /// The token's id, as `token list` shows it.
         id: String,
     },
 }
@@ -165,7 +171,10 @@ pub fn export(global: &GlobalArgs, args: ExportArgs) -> anyhow::Result<()> {
 }
 
 pub fn verify(global: &GlobalArgs) -> anyhow::Result<()> {
-    let depot = Depot::open(&global.settings()?)?;
+    let settings = global.settings()?;
+    let depot = Depot::open(&settings)?;
+    // On stderr: `--json` output stays one document.
+    eprintln!("{}", settings.describe());
     let report = depot.verify()?;
     if global.json {
         print_json(&report)?;

@@ -31,7 +31,7 @@ pub struct GlobalArgs {
     /// The config file (default ./depot.toml when present).
     #[arg(long, global = true, env = "DEPOT_CONFIG")]
     pub config: Option<PathBuf>,
-    /// The data directory (default ./artifacts).
+    /// The data directory (default artifacts/ beside the config file, else ./artifacts).
     #[arg(long, global = true, env = "DEPOT_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// The installer templates (default ./installer-templates).
@@ -43,7 +43,7 @@ pub struct GlobalArgs {
     /// Where artifacts live (default file://<data-dir>).
     #[arg(long, global = true, env = "DEPOT_ARTIFACTS")]
     pub artifacts: Option<String>,
-    /// The minisign secret key (default ./keys/depot.key).
+    /// The minisign secret key (default keys/depot.key beside the config file, else ./keys/depot.key).
     #[arg(long, global = true, env = "DEPOT_SIGNING_KEY")]
     pub signing_key: Option<PathBuf>,
     /// The URL clients reach the server at; it goes into every package.
@@ -104,20 +104,26 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct BuildArgs {
+    /// Only this release (default: every published release).
     #[arg(long)]
     pub release: Option<Version>,
+    /// Only this org (default: every org).
     #[arg(long)]
     pub org: Option<OrgCode>,
+    /// Only this platform (default: every platform of the release).
     #[arg(long)]
     pub platform: Option<Platform>,
 }
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
+    /// The org whose packages are written.
     #[arg(long)]
     pub org: OrgCode,
+    /// The release.
     #[arg(long)]
     pub release: Version,
+    /// The directory to write into (created when absent).
     #[arg(long)]
     pub out: PathBuf,
 }
@@ -144,4 +150,38 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 /// Parses a channel given on the command line.
 pub(crate) fn channel_arg(s: &str) -> Result<Channel, String> {
     Channel::parse(s).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every option and argument of every command says what it is for (`--help`). The agent's
+    /// commands are checked with the agent.
+    #[test]
+    fn every_option_has_help_text() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if matches!(id, "help" | "version") || arg.is_hide_set() {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                if sub.get_name() == "agent" || sub.get_name() == "help" {
+                    continue;
+                }
+                if sub.get_about().is_none() && sub.get_long_about().is_none() {
+                    missing.push(format!("{path} {} (the command)", sub.get_name()));
+                }
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&super::Cli::command(), "depot", &mut missing);
+        assert!(missing.is_empty(), "no help text: {missing:#?}");
+    }
 }

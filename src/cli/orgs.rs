@@ -14,31 +14,56 @@ use std::path::PathBuf;
 pub enum OrgCommand {
     /// Creates an org with a fresh registration key and builds its packages.
     Add {
+        /// The org's code: lower-case letters, digits and '-' (it names the packages).
         code: OrgCode,
+        /// The department's name, as people read it.
         #[arg(long)]
         name: String,
+        /// Who to ask about this org's machines.
         #[arg(long)]
         contact_email: Option<String>,
+        /// Licensed seats (0: no limit shown).
         #[arg(long)]
         seats: Option<u32>,
+        /// The update channel (default stable).
         #[arg(long)]
         channel: Option<Channel>,
     },
+    /// Lists the orgs.
     List,
+    /// Shows an org's configuration, overlay files and revision.
     Show {
+        /// The org's code.
         code: OrgCode,
     },
     /// Replaces the org's configuration (and overlay files) from a TOML file; rebuilds its packages.
+    /// A file with a `revision` (from `org export`) is refused once the org has changed since.
     Set {
+        /// The org's code.
         code: OrgCode,
+        /// The TOML file (as `depot org export` writes it).
         #[arg(long)]
         file: PathBuf,
+        /// Overwrite even when the org changed since the file's revision.
+        #[arg(long)]
+        force: bool,
     },
+    /// Prints the org's configuration as TOML that `org set --file` takes back, with its revision.
+    Export {
+        /// The org's code.
+        code: OrgCode,
+        /// Also write CODE.toml and its overlay files (under files/) into this directory.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Removes an org with its overlays and packages.
     Remove {
+        /// The org's code.
         code: OrgCode,
     },
     /// A new registration key; enrolled devices keep working, new enrollments need the new key.
     RotateKey {
+        /// The org's code.
         code: OrgCode,
     },
 }
@@ -82,8 +107,61 @@ pub fn run(global: &GlobalArgs, cmd: OrgCommand) -> anyhow::Result<()> {
                 .collect::<Vec<_>>();
             print_table(&["CODE", "NAME", "CHANNEL", "SEATS", "CONTACT"], &rows);
         }
-        OrgCommand::Show { code } => show(global, &OrgView::from(&depot.org(&code)?))?,
-        OrgCommand::Set { code, file } => {
+        OrgCommand::Show { code } => {
+            show(global, &OrgView::from(&depot.org(&code)?))?;
+            if !global.json {
+                for o in depot.overlays(&code)? {
+                    println!("overlay file:     {} ({} bytes)", o.name, o.bytes.len());
+                }
+                println!("revision:         {}", depot.org_revision(&code)?);
+            }
+        }
+        OrgCommand::Export { code, out } => {
+            let org = depot.org(&code)?;
+            let revision = depot.org_revision(&code)?;
+            let overlays = depot.overlays(&code)?;
+            let files = overlays
+                .iter()
+                .map(|o| (o.name.to_string(), format!("files/{}", o.name)))
+                .collect();
+            let text = crate::org::OrgFileOut {
+                revision,
+                config: org.config.to_input(),
+                files,
+            }
+            .to_toml()?;
+            match out {
+                Some(dir) => {
+                    for o in &overlays {
+                        let path = dir.join("files").join(o.name.as_str());
+                        if let Some(parent) = path.parent() {
+                            std::fs::create_dir_all(parent)
+                                .with_context(|| format!("cannot create {}", parent.display()))?;
+                        }
+                        std::fs::write(&path, &o.bytes)
+                            .with_context(|| format!("cannot write {}", path.display()))?;
+                    }
+                    let path = dir.join(format!("{code}.toml"));
+                    std::fs::write(&path, &text)
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    eprintln!(
+                        "wrote {} and {} overlay files",
+                        path.display(),
+                        overlays.len()
+                    );
+                }
+                None => {
+                    print!("{text}");
+                    if !overlays.is_empty() {
+                        eprintln!(
+                            "{} overlay files are named under [files] but not written: give --out DIR",
+                            overlays.len()
+                        );
+                    }
+                }
+            }
+        }
+        OrgCommand::Set { code, file, force } => {
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("cannot read {}", file.display()))?;
             let org_file = OrgFile::parse(&text).with_context(|| format!("{}", file.display()))?;
@@ -112,7 +190,12 @@ pub fn run(global: &GlobalArgs, cmd: OrgCommand) -> anyhow::Result<()> {
                     .with_context(|| format!("overlay {name}: cannot read {}", path.display()))?;
                 overlays.push((name, bytes));
             }
-            let (org, report) = depot.replace_org(&actor, &code, config, &overlays)?;
+            let (org, report) = match (&org_file.revision, force) {
+                (Some(revision), false) => {
+                    depot.replace_org_at(&actor, &code, revision, config, &overlays)?
+                }
+                _ => depot.replace_org(&actor, &code, config, &overlays)?,
+            };
             show(global, &OrgView::from(&org))?;
             report_build(&report);
         }

@@ -13,6 +13,7 @@ use std::path::PathBuf;
 pub enum ReleaseCommand {
     /// Adds a release from one payload (client installer) per platform.
     Add {
+        /// The release version (semver, e.g. 11.2.1).
         version: Version,
         /// PLATFORM=PATH, e.g. windows-x86_64=./CrashPlan_11.2.1_Win64.msi; repeat per platform.
         #[arg(long = "payload", required = true, value_parser = parse_payload)]
@@ -21,33 +22,46 @@ pub enum ReleaseCommand {
         #[arg(long)]
         notes: Option<PathBuf>,
     },
+    /// Lists releases with their channels and yank state.
     List,
+    /// Shows one release: payloads, channels, rollouts.
     Show {
+        /// The release version (semver, e.g. 11.2.1).
         version: Version,
     },
     /// Builds every org's packages and opens the rollout on the channel; re-run it to complete a crashed publish.
     Publish {
+        /// The release version (semver, e.g. 11.2.1).
         version: Version,
+        /// The channel to publish on (e.g. stable, beta).
         #[arg(long, value_parser = channel_arg)]
         channel: Channel,
+        /// Percent of the channel's devices offered it at first (default 100).
         #[arg(long = "rollout", default_value_t = 100, value_parser = clap::value_parser!(u8).range(0..=100))]
         percent: u8,
     },
     /// Changes a rollout: widen or narrow it, pause or resume it.
     Rollout {
+        /// The release version (semver, e.g. 11.2.1).
         version: Version,
+        /// The channel of the rollout.
         #[arg(long, value_parser = channel_arg)]
         channel: Channel,
+        /// The new percent of the channel's devices (0-100).
         #[arg(long, value_parser = clap::value_parser!(u8).range(0..=100), required_unless_present_any = ["pause", "resume"], conflicts_with_all = ["pause", "resume"])]
         percent: Option<u8>,
+        /// Stop offering it; devices that have it keep it.
         #[arg(long, conflicts_with = "resume")]
         pause: bool,
+        /// Offer it again at its percent.
         #[arg(long)]
         resume: bool,
     },
     /// Withdraws a release: no device is offered it, devices on it are rolled back.
     Yank {
+        /// The release version (semver, e.g. 11.2.1).
         version: Version,
+        /// Why, for the audit log and the portal's pages.
         #[arg(long, default_value = "")]
         reason: String,
     },
@@ -57,11 +71,15 @@ pub enum ReleaseCommand {
 pub enum ChannelCommand {
     /// Sets the channel's minimum version: devices below it get a mandatory update.
     Set {
+        /// The channel (one in use: a release published on it or an org on it).
         #[arg(value_parser = channel_arg)]
         channel: Channel,
+        /// A release published on the channel and not yanked.
         #[arg(long)]
         min_version: Version,
     },
+    /// Channels in use: minimum version, published releases and orgs.
+    List,
 }
 
 fn parse_payload(s: &str) -> Result<(Platform, PathBuf), String> {
@@ -264,6 +282,24 @@ pub fn run_channel(global: &GlobalArgs, cmd: ChannelCommand) -> anyhow::Result<(
                 s.channel,
                 s.min_version.map(|v| v.to_string()).unwrap_or_default()
             );
+        }
+        ChannelCommand::List => {
+            let channels = depot.channels()?;
+            if global.json {
+                return print_json(&channels);
+            }
+            let rows = channels
+                .iter()
+                .map(|c| {
+                    vec![
+                        c.channel.clone(),
+                        c.min_version.clone().unwrap_or_else(|| "-".into()),
+                        c.releases.join(","),
+                        c.orgs.join(","),
+                    ]
+                })
+                .collect::<Vec<_>>();
+            print_table(&["CHANNEL", "MIN VERSION", "RELEASES", "ORGS"], &rows);
         }
     }
     Ok(())

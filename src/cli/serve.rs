@@ -87,6 +87,7 @@ pub fn run(settings: &Settings, listen: &str, tls: Option<TlsFiles>) -> anyhow::
         .as_deref()
         .map(MetricsToken::read)
         .transpose()?;
+    eprintln!("{}", settings.describe());
     let options = ServerOptions {
         max_connections_per_address: settings.max_connections_per_address,
         metrics_token,

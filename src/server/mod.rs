@@ -337,6 +337,7 @@ fn method_filter(method: &HttpMethod) -> MethodFilter {
         routes::BuildSummary, routes::orgs::NewOrg, routes::orgs::OrgUpdate, routes::orgs::OverlayView,
         routes::releases::PublishRequest, routes::releases::PublishView, routes::releases::RolloutRequest,
         routes::releases::YankRequest, routes::releases::ChannelRequest, routes::releases::ChannelView,
+        crate::service::ChannelSummary,
         routes::tokens::NewTokenRequest, routes::tokens::CreatedToken,
         routes::identity::MeView, routes::identity::PersonalTokenView,
         routes::identity::NewPersonalTokenRequest, routes::identity::CreatedPersonalToken,
@@ -444,6 +445,7 @@ pub fn api(
             .route::<releases::__path_rollout, _, _>(releases::rollout)
             .route::<releases::__path_yank, _, _>(releases::yank)
             .route::<releases::__path_put_channel, _, _>(releases::put_channel)
+            .route::<releases::__path_list_channels, _, _>(releases::list_channels)
             .route::<tokens::__path_create_token, _, _>(tokens::create_token)
             .route::<tokens::__path_list_tokens, _, _>(tokens::list_tokens)
             .route::<tokens::__path_revoke_token, _, _>(tokens::revoke_token)

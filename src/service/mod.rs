@@ -16,7 +16,7 @@ pub mod views;
 
 pub use build::{BuildReport, BuildScope, BuiltPackage, NoProgress, Progress};
 pub use export::ExportedFile;
-pub use releases::{PayloadSource, MAX_NOTES_LEN};
+pub use releases::{ChannelSummary, PayloadSource, MAX_NOTES_LEN};
 pub use tokens::{hash_token, NewToken};
 pub use verify::VerifyReport;
 
@@ -59,6 +59,10 @@ pub enum ServiceError {
     /// Too many enrollments from one address with the default org's public key.
     #[error("{0}")]
     RateLimited(String),
+    /// The settings name a data directory or database that does not exist: only `depot init`
+    /// (and `demo`) creates one, so that a mistyped path never becomes an empty depot.
+    #[error("{0}")]
+    NotInitialised(String),
     #[error(transparent)]
     Template(#[from] TemplateError),
     #[error(transparent)]
@@ -135,13 +139,56 @@ pub struct Depot {
 }
 
 impl Depot {
-    /// Opens the stores and loads the key and templates named by the settings. The templates
-    /// directory is used when it exists; otherwise the built-in defaults are.
-    pub fn open(settings: &Settings) -> Result<Self> {
+    /// Creates the data directory when it is absent, then opens it: `depot init` and `demo`.
+    pub fn create(settings: &Settings) -> Result<Self> {
         std::fs::create_dir_all(&settings.data_dir).map_err(io_err(format!(
             "cannot create data dir {}",
             settings.data_dir.display()
         )))?;
+        if let DatabaseUrl::Sqlite(path) = &settings.database {
+            if !path.exists() {
+                SqliteStore::open(path)?;
+            }
+        }
+        if let ArtifactsUrl::File(dir) = &settings.artifacts {
+            std::fs::create_dir_all(dir).map_err(io_err(format!(
+                "cannot create artifacts dir {}",
+                dir.display()
+            )))?;
+        }
+        Self::open(settings)
+    }
+
+    /// Opens the existing stores and loads the key and templates named by the settings. A data
+    /// directory, SQLite database or artifacts directory that does not exist is an error naming
+    /// the path looked at. The templates directory is used when it exists; otherwise the
+    /// built-in defaults are.
+    pub fn open(settings: &Settings) -> Result<Self> {
+        let missing = |what: &str, path: &std::path::Path| {
+            let config = match &settings.config_file {
+                Some(file) => format!(" (settings from {})", file.display()),
+                None => {
+                    " (no config file: ./depot.toml is absent and --config was not given)".into()
+                }
+            };
+            ServiceError::NotInitialised(format!(
+                "no {what} at {}{config}; run `depot init` to create one, or give --config or --data-dir",
+                path.display()
+            ))
+        };
+        if !settings.data_dir.is_dir() {
+            return Err(missing("data directory", &settings.data_dir));
+        }
+        if let DatabaseUrl::Sqlite(path) = &settings.database {
+            if !path.is_file() {
+                return Err(missing("database", path));
+            }
+        }
+        if let ArtifactsUrl::File(dir) = &settings.artifacts {
+            if !dir.is_dir() {
+                return Err(missing("artifacts directory", dir));
+            }
+        }
         let meta: Arc<dyn MetaStore> = match &settings.database {
             DatabaseUrl::Sqlite(path) => Arc::new(SqliteStore::open(path)?),
             DatabaseUrl::Postgres(url) => Arc::new(PgStore::connect(url)?),

@@ -130,6 +130,48 @@ impl Depot {
         self.rebuild_org(code)
     }
 
+    /// The org's overlay files, by name.
+    pub fn overlays(&self, code: &OrgCode) -> Result<Vec<crate::store::Overlay>> {
+        self.org(code)?;
+        Ok(self.meta.list_overlays(code)?)
+    }
+
+    /// A digest of everything `depot org export` writes (configuration and overlay files): a file
+    /// exported at one revision is stale once anyone (a partner in the portal, another admin)
+    /// changed any of it.
+    pub fn org_revision(&self, code: &OrgCode) -> Result<String> {
+        use sha2::Digest;
+        let org = self.org(code)?;
+        let mut hash = sha2::Sha256::new();
+        hash.update(org.config.canonical_json().as_bytes());
+        for overlay in self.meta.list_overlays(code)? {
+            hash.update(b"\0");
+            hash.update(overlay.name.as_str().as_bytes());
+            hash.update(b"\0");
+            hash.update(sha2::Sha256::digest(&overlay.bytes));
+        }
+        Ok(hex::encode(&hash.finalize()[..12]))
+    }
+
+    /// `replace_org` of a file exported at `revision`: refused (409) when the org changed since.
+    pub fn replace_org_at(
+        &self,
+        actor: &Actor,
+        code: &OrgCode,
+        revision: &str,
+        config: OrgConfig,
+        overlays: &[(EntryName, Vec<u8>)],
+    ) -> Result<(Org, BuildReport)> {
+        let current = self.org_revision(code)?;
+        if current != revision.trim() {
+            return Err(ServiceError::Conflict(format!(
+                "org {code} changed since revision {revision} was exported (it is now at {current}): \
+                 export it again and reapply your change, or give --force to overwrite"
+            )));
+        }
+        self.replace_org(actor, code, config, overlays)
+    }
+
     /// Replaces the configuration and the whole set of overlay files, then rebuilds once
     /// (`depot org set --file`). Everything is checked before anything is written.
     pub fn replace_org(

@@ -297,13 +297,96 @@ impl Depot {
         Ok(release)
     }
 
+    /// Every channel in use (a published release or an org on it) or with settings, by name.
+    pub fn channels(&self) -> Result<Vec<ChannelSummary>> {
+        let releases = self.meta.list_releases()?;
+        let rollouts = self.meta.list_rollouts()?;
+        let orgs = self.meta.list_orgs()?;
+        let mut names: Vec<Channel> = rollouts
+            .iter()
+            .map(|r| r.channel.clone())
+            .chain(orgs.iter().map(|o| o.config.channel.clone()))
+            .collect();
+        names.push(Channel::stable());
+        names.sort();
+        names.dedup();
+        let mut out = Vec::new();
+        for channel in names {
+            let settings = self.meta.get_channel(&channel)?;
+            let mut published: Vec<&Version> = rollouts
+                .iter()
+                .filter(|r| r.channel == channel)
+                .filter(|r| {
+                    releases
+                        .iter()
+                        .any(|rel| rel.version == r.version && rel.yanked.is_none())
+                })
+                .map(|r| &r.version)
+                .collect();
+            published.sort_by(|a, b| b.cmp(a));
+            let on: Vec<String> = orgs
+                .iter()
+                .filter(|o| o.config.channel == channel)
+                .map(|o| o.code.to_string())
+                .collect();
+            if published.is_empty() && on.is_empty() && settings.is_none() {
+                continue;
+            }
+            out.push(ChannelSummary {
+                channel: channel.to_string(),
+                min_version: settings
+                    .as_ref()
+                    .and_then(|s| s.min_version.as_ref())
+                    .map(ToString::to_string),
+                updated_at: settings.map(|s| super::views::rfc3339(s.updated_at)),
+                releases: published.iter().map(ToString::to_string).collect(),
+                orgs: on,
+            });
+        }
+        Ok(out)
+    }
+
     /// Devices on the channel below `min_version` get a mandatory update; `None` lifts it.
+    /// The version must be a release published (and not yanked) on the channel, and the channel
+    /// one in use: a typo (`stabel`, `11.3.9`) would otherwise be saved and do nothing.
     pub fn set_channel_min_version(
         &self,
         actor: &Actor,
         channel: &Channel,
         min_version: Option<Version>,
     ) -> Result<ChannelSettings> {
+        let in_use = self
+            .meta
+            .list_rollouts()?
+            .iter()
+            .any(|r| &r.channel == channel)
+            || self
+                .meta
+                .list_orgs()?
+                .iter()
+                .any(|o| &o.config.channel == channel);
+        if !in_use && min_version.is_some() {
+            return Err(ServiceError::Invalid(format!(
+                "channel {channel} is not in use: no release is published on it and no org is on it"
+            )));
+        }
+        if let Some(v) = &min_version {
+            let release = self
+                .meta
+                .get_release(v)?
+                .ok_or_else(|| ServiceError::Invalid(format!("release {v} does not exist")))?;
+            if let Some(yank) = &release.yanked {
+                return Err(ServiceError::Invalid(format!(
+                    "release {v} is yanked ({}): it cannot be a minimum version",
+                    yank.reason
+                )));
+            }
+            if self.meta.get_rollout(v, channel)?.is_none() {
+                return Err(ServiceError::Invalid(format!(
+                    "release {v} is not published on channel {channel}"
+                )));
+            }
+        }
         let settings = ChannelSettings {
             channel: channel.clone(),
             min_version,
@@ -323,6 +406,19 @@ impl Depot {
         )?;
         Ok(settings)
     }
+}
+
+/// A channel as `depot channel list`, `GET /v1/channels` and the admin page show it.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct ChannelSummary {
+    pub channel: String,
+    pub min_version: Option<String>,
+    /// When its settings last changed; `None` when it never had any.
+    pub updated_at: Option<String>,
+    /// Published, non-yanked releases on it, newest first.
+    pub releases: Vec<String>,
+    /// Orgs on it.
+    pub orgs: Vec<String>,
 }
 
 fn check_percent(percent: u8) -> Result<()> {

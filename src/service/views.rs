@@ -229,8 +229,9 @@ impl From<&AuditEvent> for AuditView {
     }
 }
 
-/// Used by `latest` lookups: the newest published, non-yanked release on a channel with a payload
-/// for the platform (any platform when `None`).
+/// Used by `latest` lookups and the portal's recommended installers: the newest non-yanked
+/// release fully rolled out (100%, not paused) on a channel, with a payload for the platform
+/// (any platform when `None`). A release still at 10% is not what a new machine should get.
 pub fn newest_published<'a>(
     releases: &'a [Release],
     rollouts: &[Rollout],
@@ -241,10 +242,109 @@ pub fn newest_published<'a>(
         .iter()
         .filter(|r| r.yanked.is_none())
         .filter(|r| {
-            rollouts
-                .iter()
-                .any(|o| &o.channel == channel && o.version == r.version)
+            rollouts.iter().any(|o| {
+                &o.channel == channel && o.version == r.version && o.percent == 100 && !o.paused
+            })
         })
         .filter(|r| platform.is_none_or(|p| r.payload(p).is_some()))
         .max_by(|a, b| a.version.cmp(&b.version))
+}
+
+/// What an org's machines should be installed from: its pinned version when it has one (and
+/// it is not yanked and carries the platform), else the newest fully rolled out on `channel`.
+pub fn recommended<'a>(
+    releases: &'a [Release],
+    rollouts: &[Rollout],
+    pinned: Option<&crate::domain::Version>,
+    channel: &Channel,
+    platform: Option<Platform>,
+) -> Option<&'a Release> {
+    match pinned {
+        Some(v) => releases
+            .iter()
+            .filter(|r| &r.version == v && r.yanked.is_none())
+            .find(|r| platform.is_none_or(|p| r.payload(p).is_some())),
+        None => newest_published(releases, rollouts, channel, platform),
+    }
+}
+
+/// A release's rollout on a channel, as a person reads it.
+pub fn rollout_state(release: &Release, rollout: Option<&Rollout>) -> String {
+    if release.yanked.is_some() {
+        return "yanked".into();
+    }
+    match rollout {
+        None => "not published on this channel".into(),
+        Some(r) if r.paused => format!("paused at {}%", r.percent),
+        Some(r) if r.percent == 100 => "complete".into(),
+        Some(r) => format!("rolling out ({}%)", r.percent),
+    }
+}
+
+#[cfg(test)]
+mod recommended_tests {
+    use super::*;
+    use crate::domain::Version;
+    use crate::store::Yank;
+
+    fn release(v: &str, yanked: bool) -> Release {
+        Release {
+            version: Version::parse(v).unwrap(),
+            notes: String::new(),
+            created_at: 0,
+            payloads: Vec::new(),
+            yanked: yanked.then(|| Yank {
+                reason: "broken".into(),
+                at: 0,
+            }),
+        }
+    }
+
+    fn rollout(v: &str, percent: u8, paused: bool) -> Rollout {
+        Rollout {
+            version: Version::parse(v).unwrap(),
+            channel: Channel::stable(),
+            percent,
+            paused,
+            pause_reason: None,
+            published_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    #[test]
+    fn newest_fully_rolled_out_or_pinned() {
+        let releases = [
+            release("4.0.0", true),
+            release("3.0.0", false),
+            release("2.0.0", false),
+            release("1.0.0", false),
+        ];
+        let rollouts = [
+            rollout("4.0.0", 100, false),
+            rollout("3.0.0", 10, false),
+            rollout("2.0.0", 100, true),
+            rollout("1.0.0", 100, false),
+        ];
+        let stable = Channel::stable();
+        let pick = |pinned: Option<&str>| {
+            let pinned = pinned.map(|v| Version::parse(v).unwrap());
+            recommended(&releases, &rollouts, pinned.as_ref(), &stable, None)
+                .map(|r| r.version.to_string())
+        };
+        assert_eq!(pick(None).as_deref(), Some("1.0.0"));
+        assert_eq!(pick(Some("3.0.0")).as_deref(), Some("3.0.0"));
+        assert_eq!(pick(Some("4.0.0")), None);
+        let beta = Channel::parse("beta").unwrap();
+        assert!(newest_published(&releases, &rollouts, &beta, None).is_none());
+        let states: Vec<String> = releases
+            .iter()
+            .zip(&rollouts)
+            .map(|(r, o)| rollout_state(r, Some(o)))
+            .collect();
+        assert_eq!(
+            states,
+            ["yanked", "rolling out (10%)", "paused at 100%", "complete"]
+        );
+    }
 }

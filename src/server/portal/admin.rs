@@ -104,6 +104,9 @@ struct ReleaseRow {
 struct AdminPage {
     releases: Vec<ReleaseRow>,
     rollouts: Vec<RolloutView>,
+    /// Versions yanked: their rollouts are over, whatever their percent.
+    yanked: Vec<String>,
+    channels: Vec<crate::service::ChannelSummary>,
     chart: super::view::Chart,
     orgs: Vec<OrgRow>,
     audit: Vec<AuditView>,
@@ -155,6 +158,12 @@ pub async fn admin_page(
                 })
                 .collect(),
             rollouts: depot.rollouts()?,
+            yanked: releases
+                .iter()
+                .filter(|r| r.yanked.is_some())
+                .map(|r| r.version.to_string())
+                .collect(),
+            channels: depot.channels()?,
             chart: adoption_chart(adoption),
             orgs,
             audit: meta

@@ -331,12 +331,30 @@ fn org_page_data(
         let meta = depot.meta();
         let org = depot.org(&code)?;
         let releases = meta.list_releases()?;
-        let yanked = |v: &crate::domain::Version| {
-            releases
-                .iter()
-                .any(|r| &r.version == v && r.yanked.is_some())
+        let rollouts = meta.list_rollouts()?;
+        let channel = &org.config.channel;
+        let recommended = crate::service::views::recommended(
+            &releases,
+            &rollouts,
+            org.config.pinned_version.as_ref(),
+            channel,
+            None,
+        )
+        .map(|r| r.version.clone());
+        let state = |v: &crate::domain::Version| match releases.iter().find(|r| &r.version == v) {
+            Some(r) => view::ReleaseState {
+                yank_reason: r.yanked.as_ref().map(|y| y.reason.clone()),
+                rollout: crate::service::views::rollout_state(
+                    r,
+                    rollouts
+                        .iter()
+                        .find(|o| &o.version == v && &o.channel == channel),
+                ),
+                recommended: recommended.as_ref() == Some(v),
+            },
+            None => view::ReleaseState::default(),
         };
-        let packages = group_by_release(&code, meta.list_packages(Some(&code), None)?, yanked);
+        let packages = group_by_release(&code, meta.list_packages(Some(&code), None)?, state);
         let page = OrgPage {
             org: OrgView::from(&org),
             releases: packages,
@@ -524,6 +542,36 @@ struct PolicyPage {
     updated_at: String,
     include: Vec<Rule>,
     exclude: Vec<Rule>,
+    /// Frequency, retention and encryption, as the installers configure the client.
+    schedule: Vec<(&'static str, String)>,
+}
+
+/// The backup settings a person asks about first, in words; `not set` where the org has none.
+fn schedule(settings: &std::collections::BTreeMap<String, String>) -> Vec<(&'static str, String)> {
+    let get = |key: &str| settings.get(key).map(|v| v.trim().to_string());
+    vec![
+        (
+            "Frequency",
+            get("backup.frequency_minutes")
+                .map_or_else(|| "not set".into(), |m| format!("every {m} minutes")),
+        ),
+        (
+            "Retention",
+            get("backup.retention_days").map_or_else(
+                || "not set".into(),
+                |d| format!("deleted files and old versions kept {d} days"),
+            ),
+        ),
+        (
+            "Encryption",
+            match get("backup.encrypt").as_deref() {
+                Some("true") => "on: backups are encrypted".into(),
+                Some("false") => "off".into(),
+                Some(other) => other.to_string(),
+                None => "not set".into(),
+            },
+        ),
+    ]
 }
 
 /// `/orgs/{org}/backup-policy`: public for `default`, else for those who may see the org.
@@ -560,6 +608,7 @@ pub async fn backup_policy(
             .iter()
             .map(|p| Rule::of(p))
             .collect(),
+        schedule: schedule(&org.config.settings),
     };
     let mut context = context(me.as_ref());
     context.insert("page", &page);

@@ -89,15 +89,29 @@ pub fn rebuilt(report: &BuildReport) -> String {
 pub struct ReleaseInstallers {
     pub version: String,
     pub yanked: bool,
+    /// Why it was yanked.
+    pub yank_reason: Option<String>,
+    /// Its rollout on the org's channel: `complete`, `rolling out (10%)`, `paused at 50%`, `yanked`.
+    pub rollout: String,
+    /// The release new machines should be installed from (`latest`).
+    pub recommended: bool,
     pub sums_url: String,
     pub installers: Vec<Installer>,
+}
+
+/// What the org page says about a release besides its packages.
+#[derive(Debug, Default)]
+pub struct ReleaseState {
+    pub yank_reason: Option<String>,
+    pub rollout: String,
+    pub recommended: bool,
 }
 
 /// Packages grouped by release, newest release first, platforms in their fixed order.
 pub fn group_by_release(
     org: &OrgCode,
     mut packages: Vec<Package>,
-    yanked: impl Fn(&Version) -> bool,
+    state: impl Fn(&Version) -> ReleaseState,
 ) -> Vec<ReleaseInstallers> {
     packages.sort_by(|a, b| {
         b.version
@@ -108,11 +122,17 @@ pub fn group_by_release(
     for p in &packages {
         match groups.last_mut() {
             Some(g) if g.version == p.version.to_string() => g.installers.push(p.into()),
-            _ => groups.push(ReleaseInstallers {
-                version: p.version.to_string(),
-                yanked: yanked(&p.version),
-                sums_url: download_path(org, &p.version, "SHA256SUMS"),
-                installers: vec![p.into()],
+            _ => groups.push({
+                let state = state(&p.version);
+                ReleaseInstallers {
+                    version: p.version.to_string(),
+                    yanked: state.yank_reason.is_some(),
+                    yank_reason: state.yank_reason,
+                    rollout: state.rollout,
+                    recommended: state.recommended,
+                    sums_url: download_path(org, &p.version, "SHA256SUMS"),
+                    installers: vec![p.into()],
+                }
             }),
         }
     }

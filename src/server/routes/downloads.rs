@@ -18,7 +18,7 @@ use crate::server::body::DownloadBody;
 use crate::server::error::{ApiError, ApiResult};
 use crate::server::extract::ApiPath;
 use crate::server::AppState;
-use crate::service::views::newest_published;
+use crate::service::views::recommended;
 use crate::store::{AuditEvent, Segment};
 use axum::body::Body;
 use axum::extract::State;
@@ -466,6 +466,11 @@ fn latest(
     let org_record = meta
         .get_org(org)?
         .ok_or_else(|| ApiError::not_found(format!("org {org}")))?;
+    // `?channel=` asks about that channel; otherwise the org's pin, else its channel.
+    let pinned = match channel {
+        Some(_) => None,
+        None => org_record.config.pinned_version.clone(),
+    };
     let channel = channel.unwrap_or(org_record.config.channel);
     let releases = meta.list_releases()?;
     let rollouts = meta.list_rollouts()?;
@@ -473,12 +478,13 @@ fn latest(
         LatestFile::Package(p) => Some(p),
         LatestFile::Checksums => None,
     };
-    let release = newest_published(&releases, &rollouts, &channel, platform).ok_or_else(|| {
-        ApiError::NotFound(format!(
-            "no published release on channel {channel}{}",
-            platform.map(|p| format!(" for {p}")).unwrap_or_default()
-        ))
-    })?;
+    let release = recommended(&releases, &rollouts, pinned.as_ref(), &channel, platform)
+        .ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "no release fully rolled out on channel {channel}{}",
+                platform.map(|p| format!(" for {p}")).unwrap_or_default()
+            ))
+        })?;
     let name = match file {
         LatestFile::Package(p) => crate::domain::package_file_name(org, &release.version, p),
         LatestFile::Checksums => CHECKSUMS.to_string(),

@@ -407,3 +407,14 @@ pub async fn put_channel(
         updated_at: rfc3339(settings.updated_at),
     }))
 }
+
+#[utoipa::path(get, path = "/v1/channels", tag = "releases",
+    responses((status = 200, body = [crate::service::ChannelSummary], description = "Channels in use: minimum version, published releases, orgs")),
+    security(("bearer" = [])))]
+pub async fn list_channels(
+    State(state): State<ApiState>,
+    caller: Caller,
+) -> ApiResult<Json<Vec<crate::service::ChannelSummary>>> {
+    require_admin(&caller)?;
+    Ok(Json(blocking(move || state.depot.channels()).await?))
+}
