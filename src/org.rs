@@ -4,6 +4,13 @@
 //! web form) and `OrgConfig::try_from` enforces every limit, so that nothing oversized or able to
 //! inject a line into `deploy.properties` reaches the templates or the store.
 
+mod overlay;
+
+pub use overlay::{
+    check_beside_file, check_beside_payload, check_not_protected, OverlayNameError,
+    PROTECTED_FILES,
+};
+
 use crate::domain::{Channel, DomainError, OrgCode, RegistrationKey, Version};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -25,6 +32,8 @@ pub enum OrgError {
     Invalid { field: String, rule: String },
     #[error("cannot parse the org file: {0}")]
     Toml(String),
+    #[error(transparent)]
+    Overlay(#[from] OverlayNameError),
 }
 
 fn invalid(field: impl Into<String>, rule: impl Into<String>) -> OrgError {

@@ -60,7 +60,7 @@ pub fn run(global: &GlobalArgs, cmd: OrgCommand) -> anyhow::Result<()> {
             input.channel = channel.map(|c| c.to_string());
             let (org, report) = depot.add_org(&actor, &code, OrgConfig::try_from(input)?)?;
             show(global, &OrgView::from(&org))?;
-            report_build(&report);
+            report_build(&report)?;
         }
         OrgCommand::List => {
             let orgs = depot.meta().list_orgs()?;
@@ -114,7 +114,7 @@ pub fn run(global: &GlobalArgs, cmd: OrgCommand) -> anyhow::Result<()> {
             }
             let (org, report) = depot.replace_org(&actor, &code, config, &overlays)?;
             show(global, &OrgView::from(&org))?;
-            report_build(&report);
+            report_build(&report)?;
         }
         OrgCommand::Remove { code } => {
             depot.remove_org(&actor, &code)?;
@@ -123,7 +123,7 @@ pub fn run(global: &GlobalArgs, cmd: OrgCommand) -> anyhow::Result<()> {
         OrgCommand::RotateKey { code } => {
             let (org, report) = depot.rotate_key(&actor, &code)?;
             println!("{}", org.registration_key);
-            report_build(&report);
+            report_build(&report)?;
         }
     }
     Ok(())
@@ -161,7 +161,7 @@ fn show(global: &GlobalArgs, org: &OrgView) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(super) fn report_build(report: &BuildReport) {
+pub(super) fn report_build(report: &BuildReport) -> anyhow::Result<()> {
     if !report.built.is_empty() || report.unchanged > 0 {
         eprintln!(
             "{} packages built, {} unchanged ({:.2} s)",
@@ -170,4 +170,18 @@ pub(super) fn report_build(report: &BuildReport) {
             report.elapsed.as_secs_f64()
         );
     }
+    for f in &report.failed {
+        eprintln!(
+            "org {}: packages not built ({} {}): {}",
+            f.org, f.version, f.platform, f.error
+        );
+    }
+    if !report.failed.is_empty() {
+        let orgs: Vec<&str> = report.failed.iter().map(|f| f.org.as_str()).collect();
+        anyhow::bail!(
+            "the packages of {} failed to build (the other orgs' were built)",
+            orgs.join(", ")
+        );
+    }
+    Ok(())
 }

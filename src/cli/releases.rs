@@ -177,11 +177,11 @@ pub fn run(global: &GlobalArgs, cmd: ReleaseCommand) -> anyhow::Result<()> {
         } => {
             let bar = BuildBar::new();
             let (rollout, report) = depot.publish(&actor, &version, &channel, percent, &bar)?;
-            super::orgs::report_build(&report);
             println!(
                 "release {version} published on {} at {}%",
                 rollout.channel, rollout.percent
             );
+            super::orgs::report_build(&report)?;
         }
         ReleaseCommand::Rollout {
             version,
@@ -284,9 +284,8 @@ pub fn build(global: &GlobalArgs, args: BuildArgs) -> anyhow::Result<()> {
     for p in &report.built {
         println!("{}  {}  {}", p.sha256, human_size(p.size), p.file_name);
     }
-    super::orgs::report_build(&report);
-    if report.built.is_empty() && report.unchanged == 0 {
+    if report.built.is_empty() && report.unchanged == 0 && report.failed.is_empty() {
         eprintln!("nothing to build: no published release in scope (publish one with depot release publish)");
     }
-    Ok(())
+    super::orgs::report_build(&report)
 }

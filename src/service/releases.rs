@@ -171,6 +171,7 @@ impl Depot {
             )));
         }
         let report = self.build_unaudited(
+            actor,
             &BuildScope {
                 release: Some(version.clone()),
                 ..Default::default()
@@ -195,10 +196,14 @@ impl Depot {
             },
         };
         self.meta.put_rollout(&rollout)?;
-        let detail = format!(
+        let mut detail = format!(
             "channel {channel} at {percent}%; {} packages built",
             report.built.len()
         );
+        if !report.failed.is_empty() {
+            let orgs: Vec<&str> = report.failed.iter().map(|f| f.org.as_str()).collect();
+            detail.push_str(&format!("; failed for {}", orgs.join(", ")));
+        }
         self.audit(
             actor,
             None,
