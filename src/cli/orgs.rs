@@ -122,7 +122,7 @@ pub fn run(global: &GlobalArgs, cmd: OrgCommand) -> anyhow::Result<()> {
         }
         OrgCommand::RotateKey { code } => {
             let (org, report) = depot.rotate_key(&actor, &code)?;
-            println!("{}", org.registration_key);
+            outln!("{}", org.registration_key);
             report_build(&report)?;
         }
     }
@@ -133,31 +133,31 @@ fn show(global: &GlobalArgs, org: &OrgView) -> anyhow::Result<()> {
     if global.json {
         return print_json(org);
     }
-    println!("code:             {}", org.code);
-    println!("name:             {}", org.name);
-    println!(
+    outln!("code:             {}", org.code);
+    outln!("name:             {}", org.name);
+    outln!(
         "contact:          {}",
         org.contact_email.as_deref().unwrap_or("-")
     );
-    println!("seats:            {}", org.seats);
-    println!("channel:          {}", org.channel);
-    println!(
+    outln!("seats:            {}", org.seats);
+    outln!("channel:          {}", org.channel);
+    outln!(
         "pinned version:   {}",
         org.pinned_version.as_deref().unwrap_or("-")
     );
-    println!("registration key: {}", org.registration_key);
-    println!(
+    outln!("registration key: {}", org.registration_key);
+    outln!(
         "include:          {}",
         org.backup.include.join("\n                  ")
     );
-    println!(
+    outln!(
         "exclude:          {}",
         org.backup.exclude.join("\n                  ")
     );
     for (k, v) in &org.settings {
-        println!("setting:          {k} = {v}");
+        outln!("setting:          {k} = {v}");
     }
-    println!("updated:          {}", org.updated_at);
+    outln!("updated:          {}", org.updated_at);
     Ok(())
 }
 
