@@ -7,8 +7,7 @@
 mod overlay;
 
 pub use overlay::{
-    check_beside_file, check_beside_payload, check_not_protected, OverlayNameError,
-    PROTECTED_FILES,
+    check_beside_file, check_beside_payload, check_not_protected, OverlayNameError, PROTECTED_FILES,
 };
 
 use crate::domain::{Channel, DomainError, OrgCode, RegistrationKey, Version};
@@ -172,10 +171,14 @@ impl TryFrom<OrgConfigInput> for OrgConfig {
             return Err(invalid("name", "must not be empty"));
         }
         check_text("name", &name, MAX_NAME_LEN)?;
+        // Names and contacts are shown to identify the org; patterns and settings are paths and
+        // values for the client, where a ZWNJ can be part of a real (Persian) folder name.
+        crate::domain::check_shown_text("org name", &name)?;
         let contact_email = match input.contact_email.as_deref().map(str::trim) {
             None | Some("") => None,
             Some(e) => {
                 check_email(e)?;
+                crate::domain::check_shown_text("contact_email", e)?;
                 Some(e.to_string())
             }
         };

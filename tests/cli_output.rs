@@ -46,7 +46,11 @@ fn the_audit_actor_names_the_user_and_host() {
         .env_remove("SUDO_USER")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let meta = SqliteStore::open(&ws.dir.path().join("artifacts/depot.db")).unwrap();
     let events = meta
         .query_audit(&AuditFilter {
@@ -56,7 +60,9 @@ fn the_audit_actor_names_the_user_and_host() {
         .unwrap();
     assert_eq!(events.len(), 1);
     let actor = &events[0].actor;
-    let host = actor.strip_prefix("cli:alice@").unwrap_or_else(|| panic!("{actor}"));
+    let host = actor
+        .strip_prefix("cli:alice@")
+        .unwrap_or_else(|| panic!("{actor}"));
     assert!(!host.is_empty() && host != "unknown", "{actor}");
 }
 
@@ -92,10 +98,16 @@ fn a_failing_org_is_reported_and_the_others_are_built() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("published"));
     let built = ws.ok(&["build", "--org", "chemistry"]);
-    assert!(built.is_empty(), "chemistry's package was built by the publish: {built}");
+    assert!(
+        built.is_empty(),
+        "chemistry's package was built by the publish: {built}"
+    );
     let meta = SqliteStore::open(&dir.join("artifacts/depot.db")).unwrap();
     let packages = meta.list_packages(None, None).unwrap();
     let orgs: Vec<&str> = packages.iter().map(|p| p.org.as_str()).collect();
-    assert!(orgs.contains(&"chemistry") && orgs.contains(&"default"), "{orgs:?}");
+    assert!(
+        orgs.contains(&"chemistry") && orgs.contains(&"default"),
+        "{orgs:?}"
+    );
     assert!(!orgs.contains(&"physics"), "{orgs:?}");
 }

@@ -809,7 +809,11 @@ fn an_overlay_named_like_a_payload_fails_only_its_org() {
         assert!(body.contains("payload"), "{body}");
     }
     // Item 9: the files carrying depot's settings cannot be replaced.
-    for name in ["deploy.properties", "Deploy.Properties", "depot-package.json"] {
+    for name in [
+        "deploy.properties",
+        "Deploy.Properties",
+        "depot-package.json",
+    ] {
         let (status, body) = put(name);
         assert_eq!(status, 422, "{name}: {body}");
         assert!(body.contains("may not replace"), "{body}");
@@ -859,7 +863,10 @@ fn an_overlay_named_like_a_payload_fails_only_its_org() {
     assert_eq!(failed.len(), 1, "{body}");
     assert_eq!(failed[0]["org"], "physics");
     assert!(
-        failed[0]["error"].as_str().unwrap().contains("client-next.tgz"),
+        failed[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("client-next.tgz"),
         "{body}"
     );
     // The other orgs' packages are served; physics has none of 11.3.0 and keeps 11.2.1's.
@@ -887,4 +894,52 @@ fn an_overlay_named_like_a_payload_fails_only_its_org() {
     );
     assert_eq!(events.as_array().unwrap().len(), 1, "{events}");
     assert_eq!(events[0]["target"], "11.3.0");
+}
+
+/// Issue 13 item 10: bidi and invisible characters disguised names (`lab\u{202E}gpj.exe` shows
+/// as `labexe.jpg`). They are refused at input.
+#[test]
+fn bidi_and_invisible_characters_are_refused() {
+    let f = spawn_full_app();
+    let admin = Some(f.admin.as_str());
+    let key = f.json("GET", "/v1/orgs/physics", admin, None)["registration_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let enroll =
+        |hostname: &str, user: &str, os_version: &str| {
+            f.call(
+            "POST",
+            "/v1/devices/enroll",
+            None,
+            Some(json!({"registration_key": key, "hostname": hostname, "platform": "linux-x86_64",
+                "os_version": os_version, "user": user})),
+        )
+        };
+    for (hostname, user, os) in [
+        ("lab\u{202E}gpj.exe", "alice", "Ubuntu 24.04"),
+        ("lab-1", "ali\u{200B}ce", "Ubuntu 24.04"),
+        ("lab-1", "alice", "\u{FEFF}Ubuntu 24.04"),
+        ("lab-1", "alice\u{2066}", "Ubuntu"),
+    ] {
+        let (status, body) = enroll(hostname, user, os);
+        assert_eq!(status, 422, "{body}");
+        assert!(body.contains("invisible or text-direction"), "{body}");
+    }
+    let (status, body) = enroll("lab-1", "Zoë", "Ubuntu 24.04");
+    assert_eq!(status, 201, "{body}");
+
+    let mut org = f.json("GET", "/v1/orgs/physics", admin, None);
+    org["name"] = json!("Physics \u{202E}scisyhP");
+    let (status, body) = f.call("PUT", "/v1/orgs/physics", admin, Some(org));
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("invisible"), "{body}");
+    let (status, body) = f.call(
+        "POST",
+        "/v1/tokens",
+        admin,
+        Some(json!({"role": "admin", "name": "desk\u{200F}top"})),
+    );
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("invisible"), "{body}");
 }

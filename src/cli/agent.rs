@@ -81,12 +81,15 @@ pub fn run(global: &GlobalArgs, cmd: AgentCommand) -> anyhow::Result<()> {
             if outcome.already_enrolled {
                 outln!(
                     "already enrolled as device {} of org {}",
-                    outcome.device_id, outcome.org
+                    outcome.device_id,
+                    outcome.org
                 );
             } else {
                 outln!(
                     "enrolled as device {} of org {} at {}",
-                    outcome.device_id, outcome.org, outcome.server_url
+                    outcome.device_id,
+                    outcome.org,
+                    outcome.server_url
                 );
             }
         }
@@ -134,7 +137,9 @@ pub fn run(global: &GlobalArgs, cmd: AgentCommand) -> anyhow::Result<()> {
             }
             outln!(
                 "device:   {} of org {} ({})",
-                status.device_id, status.org, status.platform
+                status.device_id,
+                status.org,
+                status.platform
             );
             outln!("server:   {}", status.server_url);
             outln!("key id:   {}", status.public_key_id);

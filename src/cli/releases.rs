@@ -179,7 +179,8 @@ pub fn run(global: &GlobalArgs, cmd: ReleaseCommand) -> anyhow::Result<()> {
             let (rollout, report) = depot.publish(&actor, &version, &channel, percent, &bar)?;
             outln!(
                 "release {version} published on {} at {}%",
-                rollout.channel, rollout.percent
+                rollout.channel,
+                rollout.percent
             );
             super::orgs::report_build(&report)?;
         }
@@ -242,7 +243,9 @@ fn show(global: &GlobalArgs, release: &ReleaseView) -> anyhow::Result<()> {
             .map_or_else(String::new, |why| format!(", paused ({why})"));
         outln!(
             "channel:  {} {}%{paused}, published {}",
-            c.channel, c.percent, c.published_at
+            c.channel,
+            c.percent,
+            c.published_at
         );
     }
     if !release.notes.is_empty() {

@@ -119,7 +119,11 @@ mod tests {
             let err = check_not_protected(&n(bad)).unwrap_err().to_string();
             assert!(err.contains("may not replace"), "{bad}: {err}");
         }
-        for ok in ["detect-user.sh", "custom/deploy.properties", "deploy.properties.txt"] {
+        for ok in [
+            "detect-user.sh",
+            "custom/deploy.properties",
+            "deploy.properties.txt",
+        ] {
             assert!(check_not_protected(&n(ok)).is_ok(), "{ok}");
         }
     }

@@ -86,6 +86,7 @@ impl Depot {
                     .into(),
             ));
         }
+        crate::domain::check_shown_text("release notes", notes)?;
         if self.meta.get_release(version)?.is_some() {
             return Err(ServiceError::Conflict(format!(
                 "release {version} already exists"
@@ -267,6 +268,7 @@ impl Depot {
                 "yank reason: at most 500 characters on one line".into(),
             ));
         }
+        crate::domain::check_shown_text("yank reason", reason)?;
         let reason = if reason.is_empty() {
             "no reason given"
         } else {

@@ -563,7 +563,11 @@ fn symbolic_links_are_refused_with_their_path() {
     use std::os::unix::fs::symlink;
     let outside = tempfile::tempdir().unwrap();
     let secret = outside.path().join("depot.key");
-    fs::write(&secret, "untrusted comment: minisign secret key\nRWRTY0Iy...").unwrap();
+    fs::write(
+        &secret,
+        "untrusted comment: minisign secret key\nRWRTY0Iy...",
+    )
+    .unwrap();
 
     let dir = write_tree(&[("common/README.txt.tera", "hello")]);
     symlink(&secret, dir.path().join("common/signing.key")).unwrap();
@@ -577,7 +581,10 @@ fn symbolic_links_are_refused_with_their_path() {
     fs::write(outside.path().join("keys/depot.key"), "secret").unwrap();
     symlink(outside.path().join("keys"), dir.path().join("linux")).unwrap();
     let err = TemplateSet::load(dir.path()).unwrap_err().to_string();
-    assert!(err.contains("linux") && err.contains("symbolic link"), "{err}");
+    assert!(
+        err.contains("linux") && err.contains("symbolic link"),
+        "{err}"
+    );
 
     let dir = write_tree(&[("common/README.txt.tera", "hello")]);
     symlink(
