@@ -179,6 +179,18 @@ impl Depot {
             },
             progress,
         )?;
+        // When no org's package could be built (a template error, which every org meets),
+        // nothing is published and no rollout opens.
+        if let (Some(first), true) = (
+            report.failed.first(),
+            report.built.is_empty() && report.unchanged == 0,
+        ) {
+            return Err(ServiceError::Conflict(format!(
+                "release {version} is not published: no org's packages could be built \
+                 (org {}, {}: {})",
+                first.org, first.platform, first.error
+            )));
+        }
         let at = now();
         let rollout = match self.meta.get_rollout(version, channel)? {
             Some(existing) => Rollout {
