@@ -4,6 +4,12 @@
 //! web form) and `OrgConfig::try_from` enforces every limit, so that nothing oversized or able to
 //! inject a line into `deploy.properties` reaches the templates or the store.
 
+mod overlay;
+
+pub use overlay::{
+    check_beside_file, check_beside_payload, check_not_protected, OverlayNameError, PROTECTED_FILES,
+};
+
 use crate::domain::{Channel, DomainError, OrgCode, RegistrationKey, Version};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -25,6 +31,8 @@ pub enum OrgError {
     Invalid { field: String, rule: String },
     #[error("cannot parse the org file: {0}")]
     Toml(String),
+    #[error(transparent)]
+    Overlay(#[from] OverlayNameError),
 }
 
 fn invalid(field: impl Into<String>, rule: impl Into<String>) -> OrgError {
@@ -192,10 +200,14 @@ impl TryFrom<OrgConfigInput> for OrgConfig {
             return Err(invalid("name", "must not be empty"));
         }
         check_text("name", &name, MAX_NAME_LEN)?;
+        // Names and contacts are shown to identify the org; patterns and settings are paths and
+        // values for the client, where a ZWNJ can be part of a real (Persian) folder name.
+        crate::domain::check_shown_text("org name", &name)?;
         let contact_email = match input.contact_email.as_deref().map(str::trim) {
             None | Some("") => None,
             Some(e) => {
                 check_email(e)?;
+                crate::domain::check_shown_text("contact_email", e)?;
                 Some(e.to_string())
             }
         };

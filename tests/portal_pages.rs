@@ -732,7 +732,22 @@ fn overlay_files_upload_and_removal_through_the_form() {
         .text()
         .map(|t| decode(&t))
         .unwrap()
-        .contains("written by depot"));
+        .contains("may not replace depot-package.json"));
+    // Issue 13 item 9: nor deploy.properties; the page says what may be replaced.
+    let r = send(
+        &c,
+        overlay_form(&token, Some("deploy.properties"), "a.txt", b"x=1".to_vec()),
+    );
+    assert_eq!(r.status(), 422);
+    let text = r.text().map(|t| decode(&t)).unwrap();
+    assert!(text.contains("may not replace deploy.properties"), "{text}");
+    let listed = between(&text, "<div id=\"replaceable\">", "</div>").unwrap();
+    assert!(listed.contains("<code>install.sh</code>"), "{listed}");
+    assert!(listed.contains("<code>detect-user.ps1</code>"), "{listed}");
+    assert!(
+        listed.contains("Never replaced: <code>deploy.properties</code>"),
+        "{listed}"
+    );
     let r = send(&c, overlay_form(&token, None, "", Vec::new()));
     assert_eq!(r.status(), 422);
     assert!(r.text().unwrap().contains("choose a file"));

@@ -927,3 +927,163 @@ fn latest_is_the_newest_release_fully_rolled_out_or_the_pinned_one() {
     );
     assert_eq!(latest(), old);
 }
+
+/// Issue 13 item 2: a partner's overlay named like a payload could stop a release for every org
+/// (the upload answered 500, the publish failed everywhere). Now the upload is refused, and an
+/// overlay that collides with a payload named later fails its own org's packages only.
+#[test]
+fn an_overlay_named_like_a_payload_fails_only_its_org() {
+    let f = spawn_full_app();
+    let admin = Some(f.admin.as_str());
+    let put = |name: &str| {
+        let response = f
+            .app
+            .client()
+            .put(f.app.url(&format!("/v1/orgs/physics/files/{name}")))
+            .bearer_auth(&f.physics)
+            .body(b"not the client".to_vec())
+            .send()
+            .unwrap();
+        (response.status().as_u16(), response.text().unwrap())
+    };
+    // The payload names of 11.2.1 are public on /v1/releases.
+    for name in ["client.msi", "Client-Linux.TGZ", "client.msi%2Fx"] {
+        let (status, body) = put(name);
+        assert_eq!(status, 422, "{name}: {body}");
+        assert!(body.contains("payload"), "{body}");
+    }
+    // Item 9: the files carrying depot's settings cannot be replaced.
+    for name in [
+        "deploy.properties",
+        "Deploy.Properties",
+        "depot-package.json",
+    ] {
+        let (status, body) = put(name);
+        assert_eq!(status, 422, "{name}: {body}");
+        assert!(body.contains("may not replace"), "{body}");
+    }
+    // A name no release uses yet is accepted, then the admin's next release uses it.
+    let (status, body) = put("client-next.tgz");
+    assert_eq!(status, 200, "{body}");
+    let form = reqwest::blocking::multipart::Form::new()
+        .text("version", "11.3.0")
+        .part(
+            "linux-x86_64",
+            reqwest::blocking::multipart::Part::bytes(pattern(100_000, 9))
+                .file_name("client-next.tgz"),
+        );
+    let response = f
+        .app
+        .client()
+        .post(f.app.url("/v1/releases"))
+        .bearer_auth(&f.admin)
+        .multipart(form)
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let (status, body) = f.call(
+        "POST",
+        "/v1/releases/11.3.0/publish",
+        admin,
+        Some(json!({"channel": "stable"})),
+    );
+    assert_eq!(status, 200, "{body}");
+    let published: Value = serde_json::from_str(&body).unwrap();
+    let built: Vec<&str> = published["rebuilt"]["built"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        built,
+        [
+            "chemistry-11.3.0-linux-x86_64.zip",
+            "default-11.3.0-linux-x86_64.zip"
+        ],
+        "{body}"
+    );
+    let failed = published["rebuilt"]["failed"].as_array().unwrap();
+    assert_eq!(failed.len(), 1, "{body}");
+    assert_eq!(failed[0]["org"], "physics");
+    assert!(
+        failed[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("client-next.tgz"),
+        "{body}"
+    );
+    // The other orgs' packages are served; physics has none of 11.3.0 and keeps 11.2.1's.
+    let response = f.app.get(
+        "/v1/download/chemistry/11.3.0/chemistry-11.3.0-linux-x86_64.zip",
+        Some(&f.chemistry),
+    );
+    assert_eq!(response.status(), 200);
+    let response = f.app.get(
+        "/v1/download/default/11.3.0/default-11.3.0-linux-x86_64.zip",
+        None,
+    );
+    assert_eq!(response.status(), 200);
+    let packages = f.json("GET", "/v1/orgs/physics/packages", admin, None);
+    assert!(packages
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|p| p["version"] == "11.2.1"));
+    let events = f.json(
+        "GET",
+        "/v1/audit?org=physics&action=packages.build_failed",
+        admin,
+        None,
+    );
+    assert_eq!(events.as_array().unwrap().len(), 1, "{events}");
+    assert_eq!(events[0]["target"], "11.3.0");
+}
+
+/// Issue 13 item 10: bidi and invisible characters disguised names (`lab\u{202E}gpj.exe` shows
+/// as `labexe.jpg`). They are refused at input.
+#[test]
+fn bidi_and_invisible_characters_are_refused() {
+    let f = spawn_full_app();
+    let admin = Some(f.admin.as_str());
+    let key = f.json("GET", "/v1/orgs/physics", admin, None)["registration_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let enroll =
+        |hostname: &str, user: &str, os_version: &str| {
+            f.call(
+            "POST",
+            "/v1/devices/enroll",
+            None,
+            Some(json!({"registration_key": key, "hostname": hostname, "platform": "linux-x86_64",
+                "os_version": os_version, "user": user})),
+        )
+        };
+    for (hostname, user, os) in [
+        ("lab\u{202E}gpj.exe", "alice", "Ubuntu 24.04"),
+        ("lab-1", "ali\u{200B}ce", "Ubuntu 24.04"),
+        ("lab-1", "alice", "\u{FEFF}Ubuntu 24.04"),
+        ("lab-1", "alice\u{2066}", "Ubuntu"),
+    ] {
+        let (status, body) = enroll(hostname, user, os);
+        assert_eq!(status, 422, "{body}");
+        assert!(body.contains("invisible or text-direction"), "{body}");
+    }
+    let (status, body) = enroll("lab-1", "Zoë", "Ubuntu 24.04");
+    assert_eq!(status, 201, "{body}");
+
+    let mut org = f.json("GET", "/v1/orgs/physics", admin, None);
+    org["name"] = json!("Physics \u{202E}scisyhP");
+    let (status, body) = f.call("PUT", "/v1/orgs/physics", admin, Some(org));
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("invisible"), "{body}");
+    let (status, body) = f.call(
+        "POST",
+        "/v1/tokens",
+        admin,
+        Some(json!({"role": "admin", "name": "desk\u{200F}top"})),
+    );
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("invisible"), "{body}");
+}

@@ -47,7 +47,7 @@ impl HostFacts {
             s.map(|s| {
                 s.trim()
                     .chars()
-                    .filter(|c| !c.is_control())
+                    .filter(|&c| !c.is_control() && !crate::domain::is_hidden(c))
                     .take(200)
                     .collect::<String>()
             })

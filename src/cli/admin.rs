@@ -64,10 +64,10 @@ pub fn init(global: &GlobalArgs) -> anyhow::Result<()> {
     let settings = global.settings()?;
     let report = crate::setup::init(&settings, true)?;
     for path in &report.created {
-        println!("created  {}", path.display());
+        outln!("created  {}", path.display());
     }
     for path in &report.kept {
-        println!("kept     {}", path.display());
+        outln!("kept     {}", path.display());
     }
     Ok(())
 }
@@ -90,7 +90,7 @@ pub fn demo(_global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<()> {
     };
     let base_url = format!("http://{}", args.listen);
     let report = crate::demo::prepare(&dir, &base_url, args.payload_mib, &BuildBar::new())?;
-    println!("{}", crate::demo::summary(&report, &base_url));
+    outln!("{}", crate::demo::summary(&report, &base_url));
     if args.no_serve {
         return Ok(());
     }
@@ -110,7 +110,7 @@ pub fn token(global: &GlobalArgs, cmd: TokenCommand) -> anyhow::Result<()> {
                 "token {} ({}) created; it is shown only now:",
                 token.record.id, token.record.name
             );
-            println!("{}", token.secret);
+            outln!("{}", token.secret);
         }
         TokenCommand::List => {
             let views: Vec<TokenView> = depot
@@ -152,7 +152,7 @@ pub fn key(global: &GlobalArgs, cmd: KeyCommand) -> anyhow::Result<()> {
         KeyCommand::Show => {
             let settings = global.settings()?;
             let key = crate::signing::SigningKey::load(&settings.signing_key)?;
-            print!("{}", key.public_key().to_file_text());
+            out!("{}", key.public_key().to_file_text());
         }
     }
     Ok(())
@@ -165,7 +165,7 @@ pub fn export(global: &GlobalArgs, args: ExportArgs) -> anyhow::Result<()> {
         return print_json(&files);
     }
     for f in &files {
-        println!("{:>10}  {}", human_size(f.size), f.path.display());
+        outln!("{:>10}  {}", human_size(f.size), f.path.display());
     }
     Ok(())
 }
@@ -180,9 +180,9 @@ pub fn verify(global: &GlobalArgs) -> anyhow::Result<()> {
         print_json(&report)?;
     } else {
         for problem in &report.problems {
-            println!("MISMATCH  {problem}");
+            outln!("MISMATCH  {problem}");
         }
-        println!(
+        outln!(
             "checked {} blobs, {} packages, {} checksum files: {}",
             report.blobs_checked,
             report.packages_checked,

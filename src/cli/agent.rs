@@ -79,14 +79,17 @@ pub fn run(global: &GlobalArgs, cmd: AgentCommand) -> anyhow::Result<()> {
                 return print_json(&outcome);
             }
             if outcome.already_enrolled {
-                println!(
+                outln!(
                     "already enrolled as device {} of org {}",
-                    outcome.device_id, outcome.org
+                    outcome.device_id,
+                    outcome.org
                 );
             } else {
-                println!(
+                outln!(
                     "enrolled as device {} of org {} at {}",
-                    outcome.device_id, outcome.org, outcome.server_url
+                    outcome.device_id,
+                    outcome.org,
+                    outcome.server_url
                 );
             }
         }
@@ -108,7 +111,7 @@ pub fn run(global: &GlobalArgs, cmd: AgentCommand) -> anyhow::Result<()> {
             match outcome {
                 RunOutcome::UpToDate { version } => {
                     if !global.json {
-                        println!(
+                        outln!(
                             "up to date ({})",
                             version.map_or_else(|| "no version yet".into(), |v| v.to_string())
                         );
@@ -117,7 +120,7 @@ pub fn run(global: &GlobalArgs, cmd: AgentCommand) -> anyhow::Result<()> {
                 RunOutcome::Installed { version, previous } => {
                     if !global.json {
                         let from = previous.map_or_else(String::new, |p| format!(" (was {p})"));
-                        println!("installed {version}{from}");
+                        outln!("installed {version}{from}");
                     }
                 }
                 RunOutcome::Failed { version, reason } => {
@@ -132,30 +135,32 @@ pub fn run(global: &GlobalArgs, cmd: AgentCommand) -> anyhow::Result<()> {
             if global.json {
                 return print_json(&status);
             }
-            println!(
+            outln!(
                 "device:   {} of org {} ({})",
-                status.device_id, status.org, status.platform
+                status.device_id,
+                status.org,
+                status.platform
             );
-            println!("server:   {}", status.server_url);
-            println!("key id:   {}", status.public_key_id);
-            println!(
+            outln!("server:   {}", status.server_url);
+            outln!("key id:   {}", status.public_key_id);
+            outln!(
                 "current:  {}",
                 status
                     .current_version
                     .map_or_else(|| "-".into(), |v| v.to_string())
             );
-            println!(
+            outln!(
                 "previous: {}",
                 status
                     .previous_version
                     .map_or_else(|| "-".into(), |v| v.to_string())
             );
-            println!(
+            outln!(
                 "checked:  {}",
                 status.last_check.unwrap_or_else(|| "never".into())
             );
             if let Some(e) = status.last_error {
-                println!("error:    {e}");
+                outln!("error:    {e}");
             }
         }
     }

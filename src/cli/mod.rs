@@ -1,6 +1,23 @@
 //! The `depot` command line (CONTRACT 5). It parses arguments and calls the library; it holds no
 //! logic of its own beyond presenting results.
 
+/// `println!` through [`output::write_out`]: a closed pipe ends the process quietly.
+macro_rules! outln {
+    () => {
+        $crate::cli::output::write_out(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::output::write_out(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `print!` through [`output::write_out`].
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cli::output::write_out(format_args!($($arg)*))
+    };
+}
+
 mod admin;
 mod agent;
 mod orgs;

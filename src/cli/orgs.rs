@@ -85,7 +85,7 @@ pub fn run(global: &GlobalArgs, cmd: OrgCommand) -> anyhow::Result<()> {
             input.channel = channel.map(|c| c.to_string());
             let (org, report) = depot.add_org(&actor, &code, OrgConfig::try_from(input)?)?;
             show(global, &OrgView::from(&org))?;
-            report_build(&report);
+            report_build(&report)?;
         }
         OrgCommand::List => {
             let orgs = depot.meta().list_orgs()?;
@@ -197,7 +197,7 @@ pub fn run(global: &GlobalArgs, cmd: OrgCommand) -> anyhow::Result<()> {
                 _ => depot.replace_org(&actor, &code, config, &overlays)?,
             };
             show(global, &OrgView::from(&org))?;
-            report_build(&report);
+            report_build(&report)?;
         }
         OrgCommand::Remove { code } => {
             depot.remove_org(&actor, &code)?;
@@ -205,8 +205,8 @@ pub fn run(global: &GlobalArgs, cmd: OrgCommand) -> anyhow::Result<()> {
         }
         OrgCommand::RotateKey { code } => {
             let (org, report) = depot.rotate_key(&actor, &code)?;
-            println!("{}", org.registration_key);
-            report_build(&report);
+            outln!("{}", org.registration_key);
+            report_build(&report)?;
         }
     }
     Ok(())
@@ -216,35 +216,35 @@ fn show(global: &GlobalArgs, org: &OrgView) -> anyhow::Result<()> {
     if global.json {
         return print_json(org);
     }
-    println!("code:             {}", org.code);
-    println!("name:             {}", org.name);
-    println!(
+    outln!("code:             {}", org.code);
+    outln!("name:             {}", org.name);
+    outln!(
         "contact:          {}",
         org.contact_email.as_deref().unwrap_or("-")
     );
-    println!("seats:            {}", org.seats);
-    println!("channel:          {}", org.channel);
-    println!(
+    outln!("seats:            {}", org.seats);
+    outln!("channel:          {}", org.channel);
+    outln!(
         "pinned version:   {}",
         org.pinned_version.as_deref().unwrap_or("-")
     );
-    println!("registration key: {}", org.registration_key);
-    println!(
+    outln!("registration key: {}", org.registration_key);
+    outln!(
         "include:          {}",
         org.backup.include.join("\n                  ")
     );
-    println!(
+    outln!(
         "exclude:          {}",
         org.backup.exclude.join("\n                  ")
     );
     for (k, v) in &org.settings {
-        println!("setting:          {k} = {v}");
+        outln!("setting:          {k} = {v}");
     }
-    println!("updated:          {}", org.updated_at);
+    outln!("updated:          {}", org.updated_at);
     Ok(())
 }
 
-pub(super) fn report_build(report: &BuildReport) {
+pub(super) fn report_build(report: &BuildReport) -> anyhow::Result<()> {
     if !report.built.is_empty() || report.unchanged > 0 {
         eprintln!(
             "{} packages built, {} unchanged ({:.2} s)",
@@ -253,4 +253,18 @@ pub(super) fn report_build(report: &BuildReport) {
             report.elapsed.as_secs_f64()
         );
     }
+    for f in &report.failed {
+        eprintln!(
+            "org {}: packages not built ({} {}): {}",
+            f.org, f.version, f.platform, f.error
+        );
+    }
+    if !report.failed.is_empty() {
+        let orgs: Vec<&str> = report.failed.iter().map(|f| f.org.as_str()).collect();
+        anyhow::bail!(
+            "the packages of {} failed to build (the other orgs' were built)",
+            orgs.join(", ")
+        );
+    }
+    Ok(())
 }

@@ -195,11 +195,12 @@ pub fn run(global: &GlobalArgs, cmd: ReleaseCommand) -> anyhow::Result<()> {
         } => {
             let bar = BuildBar::new();
             let (rollout, report) = depot.publish(&actor, &version, &channel, percent, &bar)?;
-            super::orgs::report_build(&report);
-            println!(
+            outln!(
                 "release {version} published on {} at {}%",
-                rollout.channel, rollout.percent
+                rollout.channel,
+                rollout.percent
             );
+            super::orgs::report_build(&report)?;
         }
         ReleaseCommand::Rollout {
             version,
@@ -216,7 +217,7 @@ pub fn run(global: &GlobalArgs, cmd: ReleaseCommand) -> anyhow::Result<()> {
                 None
             };
             let r = depot.set_rollout(&actor, &version, &channel, percent, paused)?;
-            println!(
+            outln!(
                 "release {version} on {}: {}%{}",
                 r.channel,
                 r.percent,
@@ -226,7 +227,7 @@ pub fn run(global: &GlobalArgs, cmd: ReleaseCommand) -> anyhow::Result<()> {
         }
         ReleaseCommand::Yank { version, reason } => {
             let release = depot.yank(&actor, &version, &reason)?;
-            println!(
+            outln!(
                 "release {version} yanked: {}",
                 release.yanked.map(|y| y.reason).unwrap_or_default()
             );
@@ -239,13 +240,13 @@ fn show(global: &GlobalArgs, release: &ReleaseView) -> anyhow::Result<()> {
     if global.json {
         return print_json(release);
     }
-    println!("version:  {}", release.version);
-    println!("created:  {}", release.created_at);
+    outln!("version:  {}", release.version);
+    outln!("created:  {}", release.created_at);
     if let Some(y) = &release.yanked {
-        println!("yanked:   {} ({})", y.at, y.reason);
+        outln!("yanked:   {} ({})", y.at, y.reason);
     }
     for p in &release.payloads {
-        println!(
+        outln!(
             "payload:  {:<16} {} {} sha256 {}",
             p.platform,
             p.name,
@@ -258,13 +259,15 @@ fn show(global: &GlobalArgs, release: &ReleaseView) -> anyhow::Result<()> {
             .pause_reason
             .as_ref()
             .map_or_else(String::new, |why| format!(", paused ({why})"));
-        println!(
+        outln!(
             "channel:  {} {}%{paused}, published {}",
-            c.channel, c.percent, c.published_at
+            c.channel,
+            c.percent,
+            c.published_at
         );
     }
     if !release.notes.is_empty() {
-        println!("notes:\n{}", release.notes);
+        outln!("notes:\n{}", release.notes);
     }
     Ok(())
 }
@@ -277,7 +280,7 @@ pub fn run_channel(global: &GlobalArgs, cmd: ChannelCommand) -> anyhow::Result<(
             min_version,
         } => {
             let s = depot.set_channel_min_version(&Actor::cli(), &channel, Some(min_version))?;
-            println!(
+            outln!(
                 "channel {}: minimum version {}",
                 s.channel,
                 s.min_version.map(|v| v.to_string()).unwrap_or_default()
@@ -318,11 +321,10 @@ pub fn build(global: &GlobalArgs, args: BuildArgs) -> anyhow::Result<()> {
         return print_json(&report);
     }
     for p in &report.built {
-        println!("{}  {}  {}", p.sha256, human_size(p.size), p.file_name);
+        outln!("{}  {}  {}", p.sha256, human_size(p.size), p.file_name);
     }
-    super::orgs::report_build(&report);
-    if report.built.is_empty() && report.unchanged == 0 {
+    if report.built.is_empty() && report.unchanged == 0 && report.failed.is_empty() {
         eprintln!("nothing to build: no published release in scope (publish one with depot release publish)");
     }
-    Ok(())
+    super::orgs::report_build(&report)
 }

@@ -10,6 +10,7 @@ mod file_name;
 mod platform;
 mod registration_key;
 mod slug;
+mod text;
 mod version;
 
 pub use digest::Sha256;
@@ -18,6 +19,7 @@ pub use file_name::EntryName;
 pub use platform::{Arch, Os, Platform};
 pub use registration_key::RegistrationKey;
 pub use slug::{Channel, OrgCode};
+pub use text::{check_shown_text, find_hidden, is_hidden, strip_hidden, HIDDEN_RULE};
 pub use version::Version;
 
 /// The file name of a package: `{org}-{version}-{platform}.zip` (CONTRACT 2).

@@ -13,6 +13,8 @@ pub enum Os {
 }
 
 impl Os {
+    pub const ALL: [Os; 3] = [Os::Windows, Os::Macos, Os::Linux];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Os::Windows => "windows",

@@ -334,7 +334,7 @@ fn method_filter(method: &HttpMethod) -> MethodFilter {
         crate::service::views::ReleaseView, crate::service::views::PayloadView,
         crate::service::views::ChannelRolloutView, crate::service::views::YankView,
         crate::service::views::TokenView, crate::service::views::AuditView,
-        routes::BuildSummary, routes::orgs::NewOrg, routes::orgs::OrgUpdate, routes::orgs::OverlayView,
+        routes::BuildSummary, routes::BuildFailureView, routes::orgs::NewOrg, routes::orgs::OrgUpdate, routes::orgs::OverlayView,
         routes::releases::PublishRequest, routes::releases::PublishView, routes::releases::RolloutRequest,
         routes::releases::YankRequest, routes::releases::ChannelRequest, routes::releases::ChannelView,
         crate::service::ChannelSummary,

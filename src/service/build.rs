@@ -6,13 +6,17 @@
 //! states are cloned and fed only the tail. Tails of one build go into one pack blob, fsynced
 //! once. A package whose inputs are unchanged (same build key) is not rebuilt.
 //!
+//! An error in one org's package (a template that does not render with its settings, an overlay
+//! that collides with a payload added after it) fails that org's packages of the build only:
+//! the other orgs' are published, and the failure is reported and audited per org.
+//!
 //! A store that composes objects itself (S3) gets each package as its payload part and tail
 //! instead, and makes it one object named by its SHA-256, copying the part inside the store:
 //! such packages are one segment, served and presigned as ordinary objects.
 
 use super::{now, Actor, Depot, Result, ServiceError};
 use crate::domain::{package_file_name, OrgCode, Platform, Sha256, Version};
-use crate::org::Org;
+use crate::org::{check_beside_file, check_beside_payload, check_not_protected, Org, OrgError};
 use crate::package::{build_tail, PackageDescriptor, PackageEntry, PayloadDescriptor, PayloadPart};
 use crate::signing::{digest_reader, sha256sums, StreamDigest};
 use crate::store::{BlobWriter, Checksums, Composition, Overlay, Package, Release, Segment};
@@ -59,11 +63,23 @@ pub struct BuiltPackage {
     pub sha256: Sha256,
 }
 
+/// An org whose packages of a build were not built: none of them is published, its previous
+/// packages stay served. The first error met, with the package it was met in.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BuildFailure {
+    pub org: OrgCode,
+    pub version: Version,
+    pub platform: Platform,
+    pub error: String,
+}
+
 #[derive(Debug, Default, serde::Serialize)]
 pub struct BuildReport {
     pub built: Vec<BuiltPackage>,
     /// Packages whose inputs had not changed.
     pub unchanged: usize,
+    /// One entry per org whose packages failed to build.
+    pub failed: Vec<BuildFailure>,
     #[serde(skip)]
     pub elapsed: Duration,
 }
@@ -105,7 +121,7 @@ impl Depot {
         scope: &BuildScope,
         progress: &dyn Progress,
     ) -> Result<BuildReport> {
-        let report = self.build_unaudited(scope, progress)?;
+        let report = self.build_unaudited(actor, scope, progress)?;
         if !report.built.is_empty() {
             let target = scope
                 .release
@@ -127,8 +143,11 @@ impl Depot {
         Ok(report)
     }
 
+    /// Builds without auditing what was built (the caller's own event says it); an org whose
+    /// packages failed is audited here, as `packages.build_failed`.
     pub(crate) fn build_unaudited(
         &self,
+        actor: &Actor,
         scope: &BuildScope,
         progress: &dyn Progress,
     ) -> Result<BuildReport> {
@@ -182,12 +201,29 @@ impl Depot {
             packages: Vec::with_capacity(total),
             ..Default::default()
         };
+        let mut failed: BTreeMap<OrgCode, BuildFailure> = BTreeMap::new();
         for (release, platform, part, jobs) in &plans {
             let prefix = self.digest_blob(&part.blob)?;
-            self.build_jobs(release, *platform, part, &prefix, jobs, |built| {
-                stored.pending.push(built);
-                if stored.pending.len() >= COMPOSE_BATCH {
-                    self.store_pending(&mut stored)?;
+            self.build_jobs(release, *platform, part, &prefix, jobs, |job, built| {
+                let org = &job.inputs.org.code;
+                match built {
+                    Ok(built) if !failed.contains_key(org) => {
+                        stored.pending.push(built);
+                        if stored.pending.len() >= COMPOSE_BATCH {
+                            self.store_pending(&mut stored)?;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(org = %org, version = %release.version, platform = %platform,
+                            error = %e, "an org's package failed to build");
+                        failed.entry(org.clone()).or_insert_with(|| BuildFailure {
+                            org: org.clone(),
+                            version: release.version.clone(),
+                            platform: *platform,
+                            error: e.to_string(),
+                        });
+                    }
                 }
                 progress.advance(1);
                 Ok(())
@@ -200,10 +236,25 @@ impl Depot {
                 stored.packages[i].segments[1].blob = pack_key;
             }
         }
-        let packages = stored.packages;
-        let checksums = self.checksums_after(&packages)?;
-        self.meta.commit_packages(&packages, &checksums)?;
+        let mut packages = stored.packages;
+        // A failed org keeps its previous packages: none of this build's is published. Their
+        // tails may sit in the pack, unreferenced, like those of a build that crashed.
+        packages.retain(|p| !failed.contains_key(&p.org));
+        if !packages.is_empty() {
+            let checksums = self.checksums_after(&packages)?;
+            self.meta.commit_packages(&packages, &checksums)?;
+        }
         progress.finish();
+        for failure in failed.values() {
+            self.audit(
+                actor,
+                Some(&failure.org),
+                "packages.build_failed",
+                &failure.version.to_string(),
+                Some(format!("{}: {}", failure.platform, failure.error)),
+            )?;
+        }
+        report.failed = failed.into_values().collect();
 
         report.built = packages
             .into_iter()
@@ -379,8 +430,9 @@ impl Depot {
         Ok(digest_reader(&mut self.blobs.reader(key)?)?)
     }
 
-    /// Builds the jobs of one release and platform on every core, handing each package to `sink`
-    /// on this thread in job order, so that the pack's layout is deterministic.
+    /// Builds the jobs of one release and platform on every core, handing each package (or the
+    /// error of its org) to `sink` on this thread in job order, so that the pack's layout is
+    /// deterministic. An error `sink` returns stops the build.
     fn build_jobs(
         &self,
         release: &Release,
@@ -388,7 +440,7 @@ impl Depot {
         part: &PayloadPart,
         prefix: &StreamDigest,
         jobs: &[Job<'_>],
-        mut sink: impl FnMut(Built) -> Result<()>,
+        mut sink: impl FnMut(&Job<'_>, Result<Built>) -> Result<()>,
     ) -> Result<()> {
         let workers = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
@@ -404,8 +456,7 @@ impl Depot {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(job) = jobs.get(i) else { break };
                     let built = self.build_one(release, platform, part, prefix, job);
-                    let failed = built.is_err();
-                    if tx.send((i, built)).is_err() || failed {
+                    if tx.send((i, built)).is_err() {
                         break;
                     }
                 });
@@ -416,16 +467,13 @@ impl Depot {
             for (i, built) in rx {
                 waiting.insert(i, built);
                 while let Some(built) = waiting.remove(&expected) {
-                    if let Err(e) = built.and_then(&mut sink) {
+                    if let Err(e) = sink(&jobs[expected], built) {
                         // Stop the workers: they see no more jobs.
                         next.store(jobs.len(), Ordering::Relaxed);
                         return Err(e);
                     }
                     expected += 1;
                 }
-            }
-            if let Some((_, Err(e))) = waiting.into_iter().next() {
-                return Err(e);
             }
             Ok(())
         })
@@ -465,7 +513,20 @@ impl Depot {
                 )
             })
             .collect();
+        let template_names: Vec<String> = entries.keys().cloned().collect();
         for overlay in &job.inputs.overlays {
+            // Checked at upload too, but a payload named later, or an overlay stored by an
+            // older depot, meets the rules only here.
+            check_not_protected(&overlay.name).map_err(OrgError::from)?;
+            check_beside_payload(
+                &overlay.name,
+                part.file_name.as_str(),
+                &release.version.to_string(),
+            )
+            .map_err(OrgError::from)?;
+            for file in &template_names {
+                check_beside_file(&overlay.name, file).map_err(OrgError::from)?;
+            }
             let entry = PackageEntry {
                 name: overlay.name.clone(),
                 bytes: overlay.bytes.clone(),

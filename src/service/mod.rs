@@ -14,7 +14,7 @@ mod tokens;
 mod verify;
 pub mod views;
 
-pub use build::{BuildReport, BuildScope, BuiltPackage, NoProgress, Progress};
+pub use build::{BuildFailure, BuildReport, BuildScope, BuiltPackage, NoProgress, Progress};
 pub use export::ExportedFile;
 pub use releases::{ChannelSummary, PayloadSource, MAX_NOTES_LEN};
 pub use tokens::{hash_token, NewToken};
@@ -105,16 +105,88 @@ pub struct Actor {
 }
 
 impl Actor {
-    /// The person running the command line on this machine.
+    /// The person running the command line on this machine: `cli:alice@host`. Under `sudo` the
+    /// person is the one who ran sudo.
     pub fn cli() -> Self {
-        let user = std::env::var("SUDO_USER")
-            .or_else(|_| std::env::var("USER"))
-            .unwrap_or_else(|_| "unknown".into());
+        let env = |name: &str| std::env::var(name).ok();
         Actor {
-            name: format!("cli:{user}"),
+            name: cli_actor_name(
+                env("SUDO_USER")
+                    .or_else(|| env("USER"))
+                    .or_else(|| env("LOGNAME"))
+                    .or_else(os_user),
+                os_host(),
+            ),
             address: "local".into(),
         }
     }
+}
+
+/// `cli:user@host`; a part that cannot be found is `unknown`. Only the characters of a user
+/// and host name are kept, so the audit log's actor stays one plain token.
+fn cli_actor_name(user: Option<String>, host: Option<String>) -> String {
+    let clean = |s: Option<String>| {
+        let s: String = s
+            .unwrap_or_default()
+            .chars()
+            .filter(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-' | '$'))
+            .take(64)
+            .collect();
+        if s.is_empty() {
+            "unknown".to_string()
+        } else {
+            s
+        }
+    };
+    format!("cli:{}@{}", clean(user), clean(host))
+}
+
+/// The name of the effective user, from the password database.
+#[cfg(unix)]
+fn os_user() -> Option<String> {
+    let mut buf = vec![0 as libc::c_char; 4096];
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call, `buf` outlives the use of `pwd`'s fields, and
+    // getpwuid_r is the reentrant form.
+    let rc = unsafe {
+        libc::getpwuid_r(
+            libc::geteuid(),
+            &mut pwd,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut result,
+        )
+    };
+    if rc != 0 || result.is_null() || pwd.pw_name.is_null() {
+        return None;
+    }
+    // SAFETY: pw_name points into `buf`, NUL-terminated by getpwuid_r.
+    let name = unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) };
+    Some(name.to_string_lossy().into_owned())
+}
+
+#[cfg(not(unix))]
+fn os_user() -> Option<String> {
+    std::env::var("USERNAME").ok()
+}
+
+/// This machine's host name.
+#[cfg(unix)]
+pub(crate) fn os_host() -> Option<String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; the name is NUL-terminated when it fits.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return None;
+    }
+    let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    Some(String::from_utf8_lossy(&buf[..len]).into_owned())
+}
+
+#[cfg(not(unix))]
+pub(crate) fn os_host() -> Option<String> {
+    std::env::var("COMPUTERNAME").ok()
 }
 
 /// The time now, in unix seconds.
@@ -305,5 +377,33 @@ impl Drop for Depot {
         if let Err(e) = self.flush_checkins() {
             tracing::warn!(error = %e, "check-ins buffered at shutdown could not be recorded");
         }
+    }
+}
+
+#[cfg(test)]
+mod actor_tests {
+    use super::*;
+
+    #[test]
+    fn cli_actor_names_user_and_host() {
+        assert_eq!(
+            cli_actor_name(Some("alice".into()), Some("lab-7.example.edu".into())),
+            "cli:alice@lab-7.example.edu"
+        );
+        assert_eq!(cli_actor_name(None, None), "cli:unknown@unknown");
+        assert_eq!(
+            cli_actor_name(Some("eve\u{202e} x".into()), Some("h\nost".into())),
+            "cli:evex@host"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_os_knows_this_user_and_host() {
+        assert!(os_user().is_some_and(|u| !u.is_empty()));
+        assert!(os_host().is_some_and(|h| !h.is_empty()));
+        let actor = Actor::cli();
+        assert!(actor.name.starts_with("cli:"), "{}", actor.name);
+        assert!(!actor.name.contains("unknown"), "{}", actor.name);
     }
 }

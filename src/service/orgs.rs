@@ -3,7 +3,10 @@
 
 use super::{now, Actor, BuildReport, BuildScope, Depot, NoProgress, Result, ServiceError};
 use crate::domain::{EntryName, OrgCode, RegistrationKey};
-use crate::org::{Org, OrgConfig, MAX_OVERLAY_FILES, MAX_OVERLAY_FILE_SIZE};
+use crate::org::{
+    check_beside_file, check_beside_payload, check_not_protected, Org, OrgConfig,
+    MAX_OVERLAY_FILES, MAX_OVERLAY_FILE_SIZE,
+};
 
 impl Depot {
     /// The central org exists from the start: its packages are the public default installers.
@@ -58,7 +61,7 @@ impl Depot {
             code.as_str(),
             Some(org.config.name.clone()),
         )?;
-        let report = self.rebuild_org(code)?;
+        let report = self.rebuild_org(actor, code)?;
         Ok((org, report))
     }
 
@@ -72,7 +75,7 @@ impl Depot {
         // A channel change, pin or unpin reaches the org's next update check on this server.
         self.invalidate_fleet();
         self.audit(actor, Some(code), "org.update", code.as_str(), None)?;
-        let report = self.rebuild_org(code)?;
+        let report = self.rebuild_org(actor, code)?;
         Ok((org, report))
     }
 
@@ -82,7 +85,7 @@ impl Depot {
             .meta
             .set_registration_key(code, &RegistrationKey::generate(), now())?;
         self.audit(actor, Some(code), "org.rotate_key", code.as_str(), None)?;
-        let report = self.rebuild_org(code)?;
+        let report = self.rebuild_org(actor, code)?;
         Ok((org, report))
     }
 
@@ -111,8 +114,57 @@ impl Depot {
             )));
         }
         self.org(code)?;
+        let others: Vec<&str> = existing
+            .iter()
+            .map(|o| o.name.as_str())
+            .filter(|n| *n != name.as_str())
+            .collect();
+        self.check_overlay_fits(name, &others)?;
         self.write_overlay(actor, code, name, bytes)?;
-        self.rebuild_org(code)
+        self.rebuild_org(actor, code)
+    }
+
+    /// Refuses an overlay name that could not go into a package: one colliding with the payload
+    /// of any release (published or not: their names are public), with an installer file other
+    /// than by replacing it, or with another overlay. The build checks again, for the payloads
+    /// of releases added later.
+    fn check_overlay_fits(&self, name: &EntryName, other_overlays: &[&str]) -> Result<()> {
+        check_not_protected(name).map_err(crate::org::OrgError::from)?;
+        for release in self.meta.list_releases()? {
+            for payload in &release.payloads {
+                check_beside_payload(
+                    name,
+                    payload.part.file_name.as_str(),
+                    &release.version.to_string(),
+                )
+                .map_err(crate::org::OrgError::from)?;
+            }
+        }
+        for os in crate::domain::Os::ALL {
+            for file in self.templates.output_names(os) {
+                check_beside_file(name, file.as_str()).map_err(crate::org::OrgError::from)?;
+            }
+        }
+        for other in other_overlays {
+            check_beside_file(name, other).map_err(crate::org::OrgError::from)?;
+        }
+        Ok(())
+    }
+
+    /// The installer files an overlay may replace, per OS, as the org page lists them.
+    pub fn replaceable_files(&self) -> Vec<(crate::domain::Os, Vec<String>)> {
+        crate::domain::Os::ALL
+            .into_iter()
+            .map(|os| {
+                let names = self
+                    .templates
+                    .output_names(os)
+                    .filter(|n| check_not_protected(n).is_ok())
+                    .map(ToString::to_string)
+                    .collect();
+                (os, names)
+            })
+            .collect()
     }
 
     pub fn delete_overlay(
@@ -127,7 +179,7 @@ impl Depot {
             )));
         }
         self.audit(actor, Some(code), "org.overlay.delete", name.as_str(), None)?;
-        self.rebuild_org(code)
+        self.rebuild_org(actor, code)
     }
 
     /// The org's overlay files, by name.
@@ -188,6 +240,12 @@ impl Depot {
         }
         for (name, bytes) in overlays {
             check_overlay(name, bytes)?;
+            let others: Vec<&str> = overlays
+                .iter()
+                .map(|(n, _)| n.as_str())
+                .filter(|n| *n != name.as_str())
+                .collect();
+            self.check_overlay_fits(name, &others)?;
         }
         let org = self.meta.update_org_config(code, &config, now())?;
         // A channel change, pin or unpin reaches the org's next update check on this server.
@@ -215,7 +273,7 @@ impl Depot {
                 None,
             )?;
         }
-        let report = self.rebuild_org(code)?;
+        let report = self.rebuild_org(actor, code)?;
         Ok((org, report))
     }
 
@@ -236,8 +294,9 @@ impl Depot {
         )
     }
 
-    fn rebuild_org(&self, code: &OrgCode) -> Result<BuildReport> {
+    fn rebuild_org(&self, actor: &Actor, code: &OrgCode) -> Result<BuildReport> {
         self.build_unaudited(
+            actor,
             &BuildScope {
                 org: Some(code.clone()),
                 ..Default::default()
@@ -254,10 +313,6 @@ fn check_overlay(name: &EntryName, bytes: &[u8]) -> Result<()> {
             bytes.len()
         )));
     }
-    if name.as_str() == crate::package::PackageDescriptor::FILE_NAME {
-        return Err(ServiceError::Invalid(format!(
-            "{name} is written by depot and cannot be replaced"
-        )));
-    }
+    check_not_protected(name).map_err(crate::org::OrgError::from)?;
     Ok(())
 }

@@ -86,6 +86,7 @@ impl Depot {
                     .into(),
             ));
         }
+        crate::domain::check_shown_text("release notes", notes)?;
         if self.meta.get_release(version)?.is_some() {
             return Err(ServiceError::Conflict(format!(
                 "release {version} already exists"
@@ -171,12 +172,25 @@ impl Depot {
             )));
         }
         let report = self.build_unaudited(
+            actor,
             &BuildScope {
                 release: Some(version.clone()),
                 ..Default::default()
             },
             progress,
         )?;
+        // When no org's package could be built (a template error, which every org meets),
+        // nothing is published and no rollout opens.
+        if let (Some(first), true) = (
+            report.failed.first(),
+            report.built.is_empty() && report.unchanged == 0,
+        ) {
+            return Err(ServiceError::Conflict(format!(
+                "release {version} is not published: no org's packages could be built \
+                 (org {}, {}: {})",
+                first.org, first.platform, first.error
+            )));
+        }
         let at = now();
         let rollout = match self.meta.get_rollout(version, channel)? {
             Some(existing) => Rollout {
@@ -196,10 +210,14 @@ impl Depot {
         };
         self.meta.put_rollout(&rollout)?;
         self.invalidate_fleet();
-        let detail = format!(
+        let mut detail = format!(
             "channel {channel} at {percent}%; {} packages built",
             report.built.len()
         );
+        if !report.failed.is_empty() {
+            let orgs: Vec<&str> = report.failed.iter().map(|f| f.org.as_str()).collect();
+            detail.push_str(&format!("; failed for {}", orgs.join(", ")));
+        }
         self.audit(
             actor,
             None,
@@ -281,6 +299,7 @@ impl Depot {
                 "yank reason: at most 500 characters on one line".into(),
             ));
         }
+        crate::domain::check_shown_text("yank reason", reason)?;
         let reason = if reason.is_empty() {
             "no reason given"
         } else {

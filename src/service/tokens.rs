@@ -54,6 +54,7 @@ impl Depot {
                         "token name: at most 64 characters, no control characters".into(),
                     ));
                 }
+                crate::domain::check_shown_text("token name", &n)?;
                 n
             }
             _ => match &org {

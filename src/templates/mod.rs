@@ -123,11 +123,18 @@ impl std::fmt::Debug for TemplateSet {
 impl TemplateSet {
     /// Reads and parses a templates directory (`common/`, `windows/`, `macos/`, `linux/`).
     /// Hidden top-level entries (`.git`, ...) are ignored; anything else unknown is refused.
+    ///
+    /// Symbolic links are refused, and so is anything that resolves outside `dir`: a link to the
+    /// signing key would otherwise ship the secret inside every package. The directory itself
+    /// may be reached through a link.
     pub fn load(dir: &Path) -> Result<Self> {
         let mut files = Vec::new();
-        let walker = walkdir::WalkDir::new(dir)
+        let root = dir
+            .canonicalize()
+            .map_err(|e| TemplateError::io("read", dir)(e))?;
+        let walker = walkdir::WalkDir::new(&root)
             .min_depth(1)
-            .follow_links(true)
+            .follow_links(false)
             .sort_by_file_name()
             .into_iter()
             .filter_entry(|e| {
@@ -136,11 +143,18 @@ impl TemplateSet {
         let mut folder = Folder::Common;
         for entry in walker {
             let entry = entry.map_err(|e| {
-                let path = e.path().unwrap_or(dir).to_path_buf();
+                let path = e.path().unwrap_or(&root).to_path_buf();
                 TemplateError::io("read", path)(e.into())
             })?;
-            let shown = entry.path().strip_prefix(dir).unwrap_or(entry.path());
+            let shown = entry.path().strip_prefix(&root).unwrap_or(entry.path());
             let shown = shown.to_string_lossy().replace('\\', "/");
+            if entry.path_is_symlink() {
+                return Err(TemplateError::layout(
+                    shown,
+                    "is a symbolic link; installer templates must be regular files inside the \
+                     templates directory (copy the file in instead)",
+                ));
+            }
             if entry.depth() == 1 {
                 let name = entry.file_name().to_str().and_then(Folder::parse);
                 folder = match name {
@@ -177,8 +191,7 @@ impl TemplateSet {
                 Some((_, inside)) => inside.to_string(),
                 None => shown.clone(),
             };
-            let bytes =
-                std::fs::read(entry.path()).map_err(TemplateError::io("read", entry.path()))?;
+            let bytes = read_inside(&root, entry.path(), &shown)?;
             files.push(SourceFile {
                 folder,
                 path,
@@ -352,6 +365,58 @@ impl TemplateSet {
             digest,
         })
     }
+}
+
+/// Reads a template file that must still be a regular file inside `root` when it is opened (a
+/// file swapped for a link after the walk saw it is refused too).
+fn read_inside(root: &Path, path: &Path, shown: &str) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let outside = || {
+        TemplateError::layout(
+            shown,
+            "resolves outside the templates directory; installer templates must be regular \
+             files inside it",
+        )
+    };
+    let resolved = path
+        .canonicalize()
+        .map_err(TemplateError::io("read", path))?;
+    if !resolved.starts_with(root) {
+        return Err(outside());
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NOFOLLOW);
+    }
+    let file = options.open(path).map_err(|e| {
+        #[cfg(unix)]
+        let is_link = e.raw_os_error() == Some(libc::ELOOP);
+        #[cfg(not(unix))]
+        let is_link = false;
+        if is_link {
+            TemplateError::layout(shown, "is a symbolic link; installer templates must be regular files inside the templates directory")
+        } else {
+            TemplateError::io("read", path)(e)
+        }
+    })?;
+    let metadata = file.metadata().map_err(TemplateError::io("read", path))?;
+    if !metadata.is_file() {
+        return Err(TemplateError::layout(shown, "not a regular file"));
+    }
+    let mut bytes = Vec::with_capacity(metadata.len() as usize);
+    file.take(MAX_TEMPLATE_FILE_SIZE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(TemplateError::io("read", path))?;
+    if bytes.len() as u64 > MAX_TEMPLATE_FILE_SIZE {
+        return Err(TemplateError::layout(
+            shown,
+            format!("larger than {MAX_TEMPLATE_FILE_SIZE} bytes"),
+        ));
+    }
+    Ok(bytes)
 }
 
 fn is_script(path: &str) -> bool {

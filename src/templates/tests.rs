@@ -555,3 +555,49 @@ fn render_cost_per_package() {
         "{per_package:?}"
     );
 }
+
+/// A link to the signing key would put the secret key into every package.
+#[cfg(unix)]
+#[test]
+fn symbolic_links_are_refused_with_their_path() {
+    use std::os::unix::fs::symlink;
+    let outside = tempfile::tempdir().unwrap();
+    let secret = outside.path().join("depot.key");
+    fs::write(
+        &secret,
+        "untrusted comment: minisign secret key\nRWRTY0Iy...",
+    )
+    .unwrap();
+
+    let dir = write_tree(&[("common/README.txt.tera", "hello")]);
+    symlink(&secret, dir.path().join("common/signing.key")).unwrap();
+    let err = TemplateSet::load(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("common/signing.key"), "{err}");
+    assert!(err.contains("symbolic link"), "{err}");
+
+    // A linked folder, and a link whose target is inside the directory, are refused alike.
+    let dir = write_tree(&[("common/README.txt.tera", "hello")]);
+    fs::create_dir(outside.path().join("keys")).unwrap();
+    fs::write(outside.path().join("keys/depot.key"), "secret").unwrap();
+    symlink(outside.path().join("keys"), dir.path().join("linux")).unwrap();
+    let err = TemplateSet::load(dir.path()).unwrap_err().to_string();
+    assert!(
+        err.contains("linux") && err.contains("symbolic link"),
+        "{err}"
+    );
+
+    let dir = write_tree(&[("common/README.txt.tera", "hello")]);
+    symlink(
+        dir.path().join("common/README.txt.tera"),
+        dir.path().join("common/copy.txt"),
+    )
+    .unwrap();
+    let err = TemplateSet::load(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("common/copy.txt"), "{err}");
+
+    // The templates directory itself may be reached through a link.
+    let real = write_tree(&[("common/README.txt.tera", "hello")]);
+    let link = outside.path().join("templates");
+    symlink(real.path(), &link).unwrap();
+    assert!(TemplateSet::load(&link).is_ok());
+}

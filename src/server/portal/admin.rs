@@ -232,9 +232,10 @@ pub async fn publish(
         &state,
         &me,
         format!(
-            "Published {version} on {channel} at {percent}%: {} packages built, {} unchanged.",
+            "Published {version} on {channel} at {percent}%: {} packages built, {} unchanged.{}",
             report.built.len(),
-            report.unchanged
+            report.unchanged,
+            super::view::failures(&report)
         ),
     ))
 }

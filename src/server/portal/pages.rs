@@ -320,6 +320,10 @@ struct OrgPage {
     overlays: Vec<OverlayFile>,
     overlay_limit: String,
     max_overlay_files: usize,
+    /// Per OS, the installer files an overlay may replace.
+    replaceable: Vec<(&'static str, Vec<String>)>,
+    /// Files depot writes itself, which no overlay may replace.
+    protected: Vec<&'static str>,
 }
 
 fn org_page_data(
@@ -377,6 +381,12 @@ fn org_page_data(
                 .collect(),
             overlay_limit: view::human_size(MAX_OVERLAY_FILE_SIZE as u64),
             max_overlay_files: MAX_OVERLAY_FILES,
+            replaceable: depot
+                .replaceable_files()
+                .into_iter()
+                .map(|(os, names)| (os.as_str(), names))
+                .collect(),
+            protected: crate::org::PROTECTED_FILES.to_vec(),
         };
         Ok((page, org))
     }

@@ -64,6 +64,26 @@ impl From<&Overlay> for OverlayFile {
 
 /// What a change rebuilt, in a sentence: `Rebuilt 2 packages: a.zip, b.zip; 4 unchanged.`
 pub fn rebuilt(report: &BuildReport) -> String {
+    let mut text = rebuilt_packages(report);
+    text.push_str(&failures(report));
+    text
+}
+
+/// ` Not built: org physics (1.2.0 windows-x86_64): why.` for each failed org, or nothing.
+pub fn failures(report: &BuildReport) -> String {
+    report
+        .failed
+        .iter()
+        .map(|f| {
+            format!(
+                " Not built: org {} ({} {}): {}.",
+                f.org, f.version, f.platform, f.error
+            )
+        })
+        .collect()
+}
+
+fn rebuilt_packages(report: &BuildReport) -> String {
     let built: Vec<&str> = report.built.iter().map(|p| p.file_name.as_str()).collect();
     if built.is_empty() {
         return format!(

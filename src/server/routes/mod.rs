@@ -46,6 +46,17 @@ pub struct BuildSummary {
     pub built: Vec<String>,
     /// Packages whose inputs had not changed.
     pub unchanged: usize,
+    /// Orgs whose packages failed to build (the others were built and published).
+    pub failed: Vec<BuildFailureView>,
+}
+
+/// An org whose packages of this change were not built, and why.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct BuildFailureView {
+    pub org: String,
+    pub version: String,
+    pub platform: String,
+    pub error: String,
 }
 
 impl From<&BuildReport> for BuildSummary {
@@ -53,6 +64,16 @@ impl From<&BuildReport> for BuildSummary {
         BuildSummary {
             built: report.built.iter().map(|p| p.file_name.clone()).collect(),
             unchanged: report.unchanged,
+            failed: report
+                .failed
+                .iter()
+                .map(|f| BuildFailureView {
+                    org: f.org.to_string(),
+                    version: f.version.to_string(),
+                    platform: f.platform.to_string(),
+                    error: f.error.clone(),
+                })
+                .collect(),
         }
     }
 }

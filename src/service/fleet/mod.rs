@@ -368,6 +368,12 @@ fn clean_field(field: &str, value: &str, required: bool) -> Result<String> {
             "{field} must be at most {MAX_FIELD_LEN} characters without control characters"
         )));
     }
+    if crate::domain::find_hidden(value).is_some() {
+        return Err(ServiceError::Invalid(format!(
+            "{field} {value:?} {}",
+            crate::domain::HIDDEN_RULE
+        )));
+    }
     Ok(value.to_string())
 }
 
@@ -709,7 +715,7 @@ impl Depot {
             version: version.clone(),
             channel: channel.clone(),
             kind,
-            message: message
+            message: crate::domain::strip_hidden(message)
                 .chars()
                 .filter(|c| !c.is_control() || *c == ' ')
                 .collect(),
