@@ -26,6 +26,10 @@ use std::time::{Duration, Instant};
 /// Bumped whenever the package layout changes, so that every package is rebuilt.
 const LAYOUT_VERSION: &str = "depot-package-layout-1";
 
+/// The most bytes of tails held before they go to the store: an agent executable in every tail
+/// makes each one tens of MB.
+const COMPOSE_BATCH_BYTES: usize = 256 << 20;
+
 /// Packages handed to the store at once to be composed: enough for the store to keep its
 /// requests in flight, few enough that their tails are a few MiB.
 const COMPOSE_BATCH: usize = 64;
@@ -78,6 +82,8 @@ struct OrgInputs {
 struct Job<'a> {
     inputs: &'a OrgInputs,
     build_key: Sha256,
+    /// The agent executable the package carries (CONTRACT 7a), when one was added.
+    agent: Option<std::sync::Arc<PackageEntry>>,
 }
 
 struct Built {
@@ -136,6 +142,7 @@ impl Depot {
         let _lock = self.meta.lock_builds()?;
         let releases = self.releases_in_scope(scope)?;
         let orgs = self.org_inputs(scope.org.as_ref())?;
+        let mut agents = self.agent_entries()?;
 
         let mut plans = Vec::new();
         let mut unchanged = 0;
@@ -152,14 +159,23 @@ impl Depot {
                 }
                 let mut jobs = Vec::new();
                 for inputs in &orgs {
-                    let build_key =
-                        self.build_key(release, payload.platform, &payload.part, inputs);
+                    let build_key = self.build_key(
+                        release,
+                        payload.platform,
+                        &payload.part,
+                        inputs,
+                        &agents.key(payload.platform),
+                    );
                     if existing.get(&(inputs.org.code.clone(), payload.platform))
                         == Some(&build_key)
                     {
                         unchanged += 1;
                     } else {
-                        jobs.push(Job { inputs, build_key });
+                        jobs.push(Job {
+                            inputs,
+                            build_key,
+                            agent: agents.entry(self, payload.platform)?,
+                        });
                     }
                 }
                 if !jobs.is_empty() {
@@ -186,7 +202,8 @@ impl Depot {
             let prefix = self.digest_blob(&part.blob)?;
             self.build_jobs(release, *platform, part, &prefix, jobs, |built| {
                 stored.pending.push(built);
-                if stored.pending.len() >= COMPOSE_BATCH {
+                let pending_bytes: usize = stored.pending.iter().map(|b| b.tail.len()).sum();
+                if stored.pending.len() >= COMPOSE_BATCH || pending_bytes >= COMPOSE_BATCH_BYTES {
                     self.store_pending(&mut stored)?;
                 }
                 progress.advance(1);
@@ -329,6 +346,7 @@ impl Depot {
         platform: Platform,
         part: &PayloadPart,
         inputs: &OrgInputs,
+        agent_sha256: &str,
     ) -> Sha256 {
         use sha2::Digest;
         let mut h = sha2::Sha256::new();
@@ -345,6 +363,7 @@ impl Depot {
             &serde_json::to_string(part).unwrap_or_default(),
             &self.public_url,
             &self.key.public_key().to_line(),
+            agent_sha256,
         ] {
             h.update((field.len() as u64).to_be_bytes());
             h.update(field.as_bytes());
@@ -465,7 +484,13 @@ impl Depot {
                 )
             })
             .collect();
+        if let Some(agent) = &job.agent {
+            entries.insert(agent.name.to_string(), PackageEntry::clone(agent));
+        }
         for overlay in &job.inputs.overlays {
+            if self.belongs_to_another_os(&overlay.name, platform.os()) {
+                continue;
+            }
             let entry = PackageEntry {
                 name: overlay.name.clone(),
                 bytes: overlay.bytes.clone(),
@@ -575,6 +600,16 @@ impl Depot {
                 })
             })
             .collect()
+    }
+}
+
+impl Depot {
+    /// An overlay file named like a template output of another OS family and of none of
+    /// `os`'s (a Linux `detect-user.sh` in a Windows package) stays out of `os`'s packages.
+    fn belongs_to_another_os(&self, name: &crate::domain::EntryName, os: crate::domain::Os) -> bool {
+        use crate::domain::Os;
+        let output_of = |os| self.templates.output_names(os).any(|n| n == name);
+        !output_of(os) && [Os::Windows, Os::Macos, Os::Linux].into_iter().any(output_of)
     }
 }
 

@@ -186,6 +186,7 @@ macro_rules! meta_store_tests {
             device_events_and_counts,
             rollout_counts_agree_with_a_recount,
             manifest_serials_only_grow,
+            agent_binaries,
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {

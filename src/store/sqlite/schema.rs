@@ -12,7 +12,7 @@
 use crate::store::{Result, StoreError};
 use rusqlite::{Connection, TransactionBehavior};
 
-pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
 
 const V1: &str = r#"
 -- One row per counter; `changes` moves with every commit of cacheable state (not the audit log).
@@ -284,4 +284,14 @@ SELECT version, channel, sum(offered), sum(downloaded), sum(installed), sum(fail
 
 DROP INDEX device_events_by_device;
 DROP INDEX device_events_by_release;
+"#;
+
+/// The depot agent's executable per platform (CONTRACT 7a); the bytes are a blob.
+const V5: &str = r#"
+CREATE TABLE agent_binaries (
+    platform TEXT PRIMARY KEY,
+    sha256   TEXT NOT NULL,
+    size     INTEGER NOT NULL CHECK (size >= 0),
+    added_at INTEGER NOT NULL
+) STRICT;
 "#;
