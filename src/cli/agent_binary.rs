@@ -43,12 +43,7 @@ pub fn run(global: &GlobalArgs, cmd: AgentBinaryCommand) -> anyhow::Result<()> {
                 return print_json(&added);
             }
             for b in &added {
-                println!(
-                    "{}: {} ({})",
-                    b.platform,
-                    b.sha256,
-                    human_size(b.size)
-                );
+                println!("{}: {} ({})", b.platform, b.sha256, human_size(b.size));
             }
             println!(
                 "{} packages rebuilt, {} unchanged",

@@ -136,11 +136,16 @@ impl Depot {
 
     fn store_agent_binary(&self, source: &AgentBinarySource, added_at: i64) -> Result<AgentBinary> {
         let path = &source.path;
-        let file = std::fs::File::open(path)
-            .map_err(io_err(format!("cannot read agent executable {}", path.display())))?;
+        let file = std::fs::File::open(path).map_err(io_err(format!(
+            "cannot read agent executable {}",
+            path.display()
+        )))?;
         let len = file
             .metadata()
-            .map_err(io_err(format!("cannot read agent executable {}", path.display())))?
+            .map_err(io_err(format!(
+                "cannot read agent executable {}",
+                path.display()
+            )))?
             .len();
         if len > MAX_AGENT_BINARY_BYTES {
             return Err(ServiceError::Invalid(format!(
@@ -151,7 +156,10 @@ impl Depot {
         let mut bytes = Vec::with_capacity(len as usize);
         file.take(MAX_AGENT_BINARY_BYTES + 1)
             .read_to_end(&mut bytes)
-            .map_err(io_err(format!("cannot read agent executable {}", path.display())))?;
+            .map_err(io_err(format!(
+                "cannot read agent executable {}",
+                path.display()
+            )))?;
         let os = source.platform.os();
         if !looks_executable_for(os, &bytes) {
             return Err(ServiceError::Invalid(format!(
@@ -206,8 +214,14 @@ mod tests {
         assert!(!looks_executable_for(Os::Linux, b"MZ\x90\x00"));
         assert!(looks_executable_for(Os::Windows, b"MZ\x90\x00"));
         assert!(!looks_executable_for(Os::Windows, b"#!/bin/sh\n"));
-        assert!(looks_executable_for(Os::Macos, &[0xcf, 0xfa, 0xed, 0xfe, 7]));
-        assert!(looks_executable_for(Os::Macos, &[0xca, 0xfe, 0xba, 0xbe, 0]));
+        assert!(looks_executable_for(
+            Os::Macos,
+            &[0xcf, 0xfa, 0xed, 0xfe, 7]
+        ));
+        assert!(looks_executable_for(
+            Os::Macos,
+            &[0xca, 0xfe, 0xba, 0xbe, 0]
+        ));
         assert!(!looks_executable_for(Os::Macos, b"\x7fELF"));
         assert!(!looks_executable_for(Os::Linux, b""));
         assert_eq!(agent_entry_name(Platform::WindowsX86_64), "depot.exe");

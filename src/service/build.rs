@@ -606,10 +606,17 @@ impl Depot {
 impl Depot {
     /// An overlay file named like a template output of another OS family and of none of
     /// `os`'s (a Linux `detect-user.sh` in a Windows package) stays out of `os`'s packages.
-    fn belongs_to_another_os(&self, name: &crate::domain::EntryName, os: crate::domain::Os) -> bool {
+    fn belongs_to_another_os(
+        &self,
+        name: &crate::domain::EntryName,
+        os: crate::domain::Os,
+    ) -> bool {
         use crate::domain::Os;
         let output_of = |os| self.templates.output_names(os).any(|n| n == name);
-        !output_of(os) && [Os::Windows, Os::Macos, Os::Linux].into_iter().any(output_of)
+        !output_of(os)
+            && [Os::Windows, Os::Macos, Os::Linux]
+                .into_iter()
+                .any(output_of)
     }
 }
 

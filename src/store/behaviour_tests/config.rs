@@ -660,7 +660,8 @@ pub(crate) fn agent_binaries(s: &dyn MetaStore) {
     };
     let linux = binary(Platform::LinuxX86_64, b"agent 1", 10);
     let windows = binary(Platform::WindowsX86_64, b"agent.exe 1", 10);
-    s.put_agent_binaries(&[windows.clone(), linux.clone()]).unwrap();
+    s.put_agent_binaries(&[windows.clone(), linux.clone()])
+        .unwrap();
     let mut expected = vec![linux.clone(), windows.clone()];
     expected.sort_by_key(|b| b.platform);
     assert_eq!(s.list_agent_binaries().unwrap(), expected);
