@@ -318,6 +318,7 @@ fn method_filter(method: &HttpMethod) -> MethodFilter {
     info(title = "depot", description = "Department installer packages: downloads, orgs, releases, rollouts, tokens, audit."),
     components(schemas(
         error::ErrorBody, error::ErrorDetail,
+        routes::public::AgentBinaryView,
         crate::service::views::OrgView, crate::service::views::PackageView,
         crate::service::views::ReleaseView, crate::service::views::PayloadView,
         crate::service::views::ChannelRolloutView, crate::service::views::YankView,
