@@ -110,7 +110,14 @@ fn proxy(upstream: String, damage: Damage) -> (String, Arc<Mutex<Vec<String>>>) 
 }
 
 fn agent(args: &[&str]) -> std::process::Output {
-    common::depot().args(["agent"]).args(args).output().unwrap()
+    let mut command = common::depot();
+    command.args(["agent"]).args(args);
+    // This test is about transport and trust; its payloads are random bytes that the package's
+    // install.sh would refuse. The install script is tested by `package_installs_and_schedules_the_agent`.
+    if args.first() == Some(&"run") {
+        command.args(["--install-command", "true"]);
+    }
+    command.output().unwrap()
 }
 
 fn agent_ok(args: &[&str]) -> String {
@@ -308,6 +315,217 @@ fn agents_enroll_update_refuse_damage_resume_roll_back_and_stop_when_deactivated
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A vendor client `.tgz` whose install.sh records the version it installed under DEPOT_ROOT.
+fn vendor_tgz(ws: &Workspace, version: &str) -> String {
+    let dir = ws.dir.path().join("vendor").join(version);
+    let inner = dir.join("client");
+    std::fs::create_dir_all(&inner).unwrap();
+    std::fs::write(
+        inner.join("install.sh"),
+        format!(
+            "#!/bin/sh\nset -eu\nmkdir -p \"$DEPOT_ROOT/opt/client\"\n\
+             echo \"{version} $*\" > \"$DEPOT_ROOT/opt/client/installed\"\n"
+        ),
+    )
+    .unwrap();
+    let tgz = dir.join(format!("client-{version}.tgz"));
+    common::run_in(&dir, "tar", &["-czf", tgz.to_str().unwrap(), "client"]);
+    format!("linux-x86_64={}", tgz.display())
+}
+
+/// Contract 7a on Linux, for real: the package carries the real agent; its install.sh installs
+/// the client, the agent and the systemd units under DEPOT_ROOT and enrolls; the units verify;
+/// the unit's own command updates the machine to a newer release through the new package's
+/// install.sh; uninstall.sh removes what install.sh wrote.
+#[test]
+fn package_installs_and_schedules_the_agent() {
+    if !cfg!(all(target_os = "linux", target_arch = "x86_64")) {
+        eprintln!("skipping: the test installs a linux-x86_64 package on this machine");
+        return;
+    }
+    let listen = format!("127.0.0.1:{}", free_port());
+    let base = format!("http://{listen}");
+    let ws = Workspace::init_with_env(&[("DEPOT_PUBLIC_URL", &base)]);
+    ws.ok(&[
+        "org", "add", "physics", "--name", "Physics", "--seats", "10",
+    ]);
+    let agent_exe = env!("CARGO_BIN_EXE_depot");
+    let v1 = vendor_tgz(&ws, "1.0.0");
+    ws.ok(&["release", "add", "1.0.0", "--payload", &v1]);
+    ws.ok(&["release", "publish", "1.0.0", "--channel", "stable"]);
+    // Added after the release: the current release's packages are rebuilt to carry it.
+    let added = ws.ok(&["agent-binary", "add", &format!("linux-x86_64={agent_exe}")]);
+    assert!(added.contains("packages rebuilt"), "{added}");
+    let exe_bytes = std::fs::read(agent_exe).unwrap();
+    let exe_sha = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&exe_bytes))
+    };
+    assert!(ws.ok(&["agent-binary", "list"]).contains(&exe_sha));
+    let _server = serve(&ws, &listen);
+    let listed: serde_json::Value = reqwest::blocking::get(format!("{base}/v1/agent-binaries"))
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(listed[0]["platform"], "linux-x86_64");
+    assert_eq!(listed[0]["sha256"], exe_sha.as_str());
+    assert_eq!(listed[0]["size"], exe_bytes.len() as u64);
+
+    let export = ws.dir.path().join("export");
+    ws.ok(&[
+        "export",
+        "--org",
+        "physics",
+        "--release",
+        "1.0.0",
+        "--out",
+        export.to_str().unwrap(),
+    ]);
+    let package = ws.dir.path().join("package");
+    common::run_in(
+        ws.dir.path(),
+        "unzip",
+        &[
+            "-q",
+            export
+                .join("physics-1.0.0-linux-x86_64.zip")
+                .to_str()
+                .unwrap(),
+            "-d",
+            package.to_str().unwrap(),
+        ],
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&package.join("depot")), 0o755);
+    assert_eq!(std::fs::read(package.join("depot")).unwrap(), exe_bytes);
+
+    let root = ws.dir.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    let out = std::process::Command::new("sh")
+        .arg("./install.sh")
+        .current_dir(&package)
+        .env("DEPOT_ROOT", &root)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "install.sh failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let installed = std::fs::read_to_string(root.join("opt/client/installed")).unwrap();
+    assert!(installed.starts_with("1.0.0 -q"), "{installed}");
+    let bin = root.join("usr/local/bin/depot");
+    assert_eq!(mode(&bin), 0o755);
+    assert_eq!(std::fs::read(&bin).unwrap(), exe_bytes);
+    let state = root.join("var/lib/depot-agent");
+    assert!(state.join("state.json").is_file());
+    let units = root.join("etc/systemd/system");
+    let service = std::fs::read_to_string(units.join("depot-agent.service")).unwrap();
+    let timer = std::fs::read_to_string(units.join("depot-agent.timer")).unwrap();
+    assert!(
+        timer.contains("RandomizedDelaySec=") && timer.contains("Persistent=true"),
+        "{timer}"
+    );
+
+    // The units as systemd reads them, against the installed tree; the tree borrows the
+    // host's own units (sysinit.target, timers.target) that they depend on.
+    std::fs::create_dir_all(root.join("usr/lib/systemd")).unwrap();
+    let _ = std::os::unix::fs::symlink(
+        "/usr/lib/systemd/system",
+        root.join("usr/lib/systemd/system"),
+    );
+    match std::process::Command::new("systemd-analyze")
+        .args(["verify", "--root", root.to_str().unwrap()])
+        .arg(units.join("depot-agent.service"))
+        .arg(units.join("depot-agent.timer"))
+        .output()
+    {
+        Ok(out) => assert!(
+            out.status.success(),
+            "systemd-analyze verify: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        Err(e) if std::env::var("CI").as_deref() != Ok("true") => {
+            eprintln!("skipping systemd-analyze verify: {e}")
+        }
+        Err(e) => panic!("systemd-analyze is needed under CI: {e}"),
+    }
+
+    // A newer release; the timer's command, run once, installs it through its install.sh.
+    let v2 = vendor_tgz(&ws, "1.1.0");
+    ws.ok(&["release", "add", "1.1.0", "--payload", &v2]);
+    ws.ok(&["release", "publish", "1.1.0", "--channel", "stable"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let exec = service
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .unwrap();
+    // The unit names the machine's paths; the machine here is the tree under DEPOT_ROOT.
+    let words: Vec<String> = exec
+        .split_whitespace()
+        .map(|w| {
+            if w.starts_with('/') {
+                format!("{}{w}", root.display())
+            } else {
+                w.to_string()
+            }
+        })
+        .collect();
+    let out = std::process::Command::new(&words[0])
+        .args(&words[1..])
+        .env("DEPOT_ROOT", &root)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("installed 1.1.0"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let installed = std::fs::read_to_string(root.join("opt/client/installed")).unwrap();
+    assert!(installed.starts_with("1.1.0"), "{installed}");
+    let log = std::fs::read_to_string(state.join("install.log")).unwrap();
+    assert!(log.contains("Installing backup client 1.1.0"), "{log}");
+    let st = status(&state);
+    assert_eq!(st["current_version"], "1.1.0");
+    assert_eq!(st["last_error"], serde_json::Value::Null);
+
+    // Not enrolled: said so, not a lock file error.
+    let out = agent(&[
+        "run",
+        "--once",
+        "--state-dir",
+        root.join("nowhere").to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("not enrolled"),
+        "{err}"
+    );
+
+    let out = std::process::Command::new("sh")
+        .arg("./uninstall.sh")
+        .current_dir(&package)
+        .env("DEPOT_ROOT", &root)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for gone in [
+        bin,
+        state,
+        units.join("depot-agent.service"),
+        units.join("depot-agent.timer"),
+    ] {
+        assert!(!gone.exists(), "{} is still there", gone.display());
+    }
 }
 
 /// Issue 13, item 3: an org's channel change, pin and unpin used to freeze its agents (the new

@@ -753,6 +753,7 @@ fn openapi_describes_every_route_and_resolves_every_reference() {
         "/v1/me/tokens/{id}",
         "/v1/audit",
         "/v1/signing-key",
+        "/v1/agent-binaries",
         "/healthz",
         "/metrics",
         "/openapi.json",

@@ -66,6 +66,49 @@ impl HostFacts {
     }
 }
 
+/// `AGENT_USERNAME` as the package's `detect-user.sh` (`detect-user.ps1` on Windows) in `dir`
+/// prints it; `None` when there is no script, it exits non-zero (nobody suitable logged in) or
+/// prints no name.
+pub fn detected_user(dir: &Path, platform: Platform) -> Option<String> {
+    let output = match platform.os() {
+        crate::domain::Os::Windows => {
+            let script = dir.join("detect-user.ps1");
+            if !script.is_file() {
+                return None;
+            }
+            Command::new("powershell.exe")
+                .args([
+                    "-NoProfile",
+                    "-NonInteractive",
+                    "-ExecutionPolicy",
+                    "Bypass",
+                    "-File",
+                ])
+                .arg(script)
+                .output()
+        }
+        _ => {
+            let script = dir.join("detect-user.sh");
+            if !script.is_file() {
+                return None;
+            }
+            Command::new("/bin/sh").arg(script).output()
+        }
+    }
+    .ok()
+    .filter(|out| out.status.success())?;
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("AGENT_USERNAME="))
+        .map(|u| {
+            u.chars()
+                .filter(|c| !c.is_control())
+                .take(200)
+                .collect::<String>()
+        })
+        .filter(|u| !u.is_empty())
+}
+
 fn command_output(program: &str, args: &[&str]) -> Option<String> {
     let out = Command::new(program).args(args).output().ok()?;
     out.status
@@ -207,7 +250,20 @@ pub fn enroll(dir: &Path, opts: &EnrollOptions) -> Result<EnrollOutcome> {
             None => None,
         },
     };
-    let host = opts.host.clone().unwrap_or_else(HostFacts::detect);
+    let host = opts.host.clone().unwrap_or_else(|| {
+        let mut host = HostFacts::detect();
+        // The package's user-detection script knows who the machine belongs to; the agent
+        // runs as root or SYSTEM, whose own name says nothing.
+        if let Some(user) = opts
+            .from
+            .as_deref()
+            .and_then(Path::parent)
+            .and_then(|dir| detected_user(dir, platform))
+        {
+            host.user = user;
+        }
+        host
+    });
 
     let client = ServerClient::new(server.clone(), None);
     let answer = client.post_json(
@@ -343,6 +399,26 @@ fn installed_package_version(path: &Path, deploy: &DeployProperties) -> Result<O
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn the_packages_user_detection_script_names_the_user() {
+        let tmp = tempfile::tempdir().unwrap();
+        assert_eq!(detected_user(tmp.path(), Platform::LinuxX86_64), None);
+        let script = tmp.path().join("detect-user.sh");
+        fs::write(
+            &script,
+            "echo AGENT_USERNAME=ada@example.edu\necho AGENT_USER_HOME=/home/ada\n",
+        )
+        .unwrap();
+        assert_eq!(
+            detected_user(tmp.path(), Platform::LinuxX86_64).as_deref(),
+            Some("ada@example.edu")
+        );
+        // Nobody suitable logged in: the script exits 1 and the name stays undetected.
+        fs::write(&script, "echo 'No suitable user' >&2\nexit 1\n").unwrap();
+        assert_eq!(detected_user(tmp.path(), Platform::LinuxX86_64), None);
+    }
     use crate::agent::test_server::TestServer;
     use crate::signing::SigningKey;
     use serde_json::json;

@@ -69,7 +69,16 @@ pub fn run_install_command(
 ) -> Result<()> {
     let version_dir = absolute(&dir.version_dir(version))?;
     let log_path = dir.install_log();
-    let log = fs::File::create(&log_path).map_err(AgentError::io("creating", &log_path))?;
+    // Appended to: the log keeps every install's output, the failure quotes this one's tail.
+    let mut log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(AgentError::io("opening", &log_path))?;
+    {
+        use std::io::Write;
+        writeln!(log, "--- {version}: {command}").map_err(AgentError::io("writing", &log_path))?;
+    }
     let log_err = log
         .try_clone()
         .map_err(AgentError::io("opening", &log_path))?;

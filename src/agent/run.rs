@@ -25,7 +25,8 @@ use std::time::Duration;
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     /// Run through the platform shell in the new version's directory after the switch, with
-    /// `DEPOT_VERSION` and `DEPOT_VERSION_DIR` set; a non-zero exit undoes the switch.
+    /// `DEPOT_VERSION` and `DEPOT_VERSION_DIR` set; a non-zero exit undoes the switch. `None`
+    /// runs the package's own install script (`sh ./install.sh` on Linux).
     pub install_command: Option<String>,
     pub install_timeout: Duration,
     /// Time between checks in [`run`].
@@ -121,6 +122,12 @@ struct Event<'a> {
 /// agent running); everything about a refused offer is `Ok(RunOutcome::Failed)`.
 pub fn run_once(dir: &Path, opts: &RunOptions) -> Result<RunOutcome> {
     let dir = StateDir::new(dir);
+    // Before the lock, whose file would not open in a directory that was never enrolled.
+    if !dir.exists() {
+        return Err(AgentError::NotEnrolled {
+            dir: dir.root().to_path_buf(),
+        });
+    }
     let _lock = lock(&dir)?;
     let mut state = dir.load()?;
     undo_uncommitted_switch(&dir, &state)?;
@@ -129,6 +136,16 @@ pub fn run_once(dir: &Path, opts: &RunOptions) -> Result<RunOutcome> {
         Some(state.device_token.clone()),
     );
     let result = check_and_apply(&dir, &client, &mut state, opts);
+    if let Ok(RunOutcome::Installed { version, .. }) = &result {
+        // The server learns the new version now, not at the next hourly check.
+        let check_in = CheckRequest {
+            platform: state.platform,
+            current_version: Some(version),
+        };
+        if let Err(e) = client.post_json("/v1/update-check", &check_in) {
+            tracing::warn!(error = %e, "could not report the new version");
+        }
+    }
     match &result {
         Ok(RunOutcome::Failed { reason, .. }) => state.last_error = Some(reason.clone()),
         Ok(_) => state.last_error = None,
@@ -354,7 +371,7 @@ fn apply_offer(
         &format!("{file_name} verified"),
     )?;
 
-    let installed = install_package(dir, &paths.part, version, opts);
+    let installed = install_package(dir, &paths.part, version, state.platform, opts);
     paths.discard()?;
     installed?;
 
@@ -382,7 +399,13 @@ fn apply_offer(
 /// Unpacks into `versions/{version}.tmp`, renames it into place, switches `current` and runs the
 /// install command; on any failure `current` points where it pointed before and the new tree is
 /// gone.
-fn install_package(dir: &StateDir, zip: &Path, version: &Version, opts: &RunOptions) -> Result<()> {
+fn install_package(
+    dir: &StateDir,
+    zip: &Path,
+    version: &Version,
+    platform: Platform,
+    opts: &RunOptions,
+) -> Result<()> {
     let versions = dir.versions();
     let staging = versions.join(format!("{version}.tmp"));
     let target = dir.version_dir(version);
@@ -400,14 +423,39 @@ fn install_package(dir: &StateDir, zip: &Path, version: &Version, opts: &RunOpti
 
     let before = current_target(dir);
     switch_current(dir, Some(version))?;
-    if let Some(command) = &opts.install_command {
-        if let Err(e) = run_install_command(dir, command, version, opts.install_timeout) {
+    let command = match &opts.install_command {
+        Some(command) => command.clone(),
+        None => package_install_command(&target, platform)?,
+    };
+    {
+        if let Err(e) = run_install_command(dir, &command, version, opts.install_timeout) {
             switch_current(dir, before.as_ref())?;
             remove_tree(&target)?;
             return Err(e);
         }
     }
     Ok(())
+}
+
+/// The unpacked package's own install script, run as a person would run it by hand (CONTRACT
+/// 7a); the agent's environment, `DEPOT_ROOT` included, passes through to it.
+fn package_install_command(version_dir: &Path, platform: Platform) -> Result<String> {
+    use crate::domain::Os;
+    let (script, command) = match platform.os() {
+        Os::Linux => ("install.sh", "sh ./install.sh"),
+        Os::Macos => ("install.command", "/bin/bash ./install.command"),
+        Os::Windows => (
+            "install.ps1",
+            "powershell.exe -NoProfile -NonInteractive -ExecutionPolicy Bypass -File .\\install.ps1",
+        ),
+    };
+    if version_dir.join(script).is_file() {
+        Ok(command.to_string())
+    } else {
+        Err(AgentError::InstallCommand {
+            reason: format!("the package has no {script} to install it with"),
+        })
+    }
 }
 
 /// `package.minisig` is the signature text itself or the URL of the `.minisig` file.

@@ -51,10 +51,12 @@ pub struct RunArgs {
     /// Seconds between checks.
     #[arg(long, default_value_t = 3600)]
     pub interval: u64,
-    /// Up to this many random seconds added before each check.
-    #[arg(long, default_value_t = 300)]
-    pub jitter: u64,
-    /// Run after a new version is unpacked and switched to (DEPOT_VERSION, DEPOT_VERSION_DIR set).
+    /// Up to this many random seconds added before each check (default 300; with --once, no
+    /// delay unless given, as a scheduler without a random delay of its own needs).
+    #[arg(long)]
+    pub jitter: Option<u64>,
+    /// Run after a new version is unpacked and switched to (DEPOT_VERSION, DEPOT_VERSION_DIR
+    /// set); by default the package's own install script (sh ./install.sh on Linux).
     #[arg(long)]
     pub install_command: Option<String>,
 }
@@ -97,12 +99,18 @@ pub fn run(global: &GlobalArgs, cmd: AgentCommand) -> anyhow::Result<()> {
             let opts = RunOptions {
                 install_command: args.install_command,
                 interval: Duration::from_secs(args.interval.max(1)),
-                jitter: Duration::from_secs(args.jitter),
+                jitter: Duration::from_secs(args.jitter.unwrap_or(300)),
                 ..RunOptions::default()
             };
             if !args.once {
                 crate::telemetry::init_server();
                 match agent::run(&args.state_dir, &opts)? {}
+            }
+            if let Some(jitter) = args.jitter.filter(|&j| j > 0) {
+                use rand::Rng;
+                std::thread::sleep(Duration::from_secs(
+                    rand::thread_rng().gen_range(0..=jitter),
+                ));
             }
             let outcome = agent::run_once(&args.state_dir, &opts)?;
             if global.json {

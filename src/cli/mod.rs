@@ -20,6 +20,7 @@ macro_rules! out {
 
 mod admin;
 mod agent;
+mod agent_binary;
 mod orgs;
 mod output;
 mod releases;
@@ -117,6 +118,9 @@ pub enum Command {
     /// The client updater: enroll, run, status.
     #[command(subcommand)]
     Agent(Box<agent::AgentCommand>),
+    /// The agent executables the packages carry: add, list.
+    #[command(subcommand)]
+    AgentBinary(agent_binary::AgentBinaryCommand),
 }
 
 #[derive(Debug, Args)]
@@ -161,6 +165,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Export(args) => admin::export(global, args),
         Command::Verify => admin::verify(global),
         Command::Agent(cmd) => agent::run(global, *cmd),
+        Command::AgentBinary(cmd) => agent_binary::run(global, cmd),
     }
 }
 

@@ -7,8 +7,14 @@
 use crate::domain::EntryName;
 
 /// Files depot writes from the org's configuration: settings go through the configuration, so
-/// that a partner cannot point its devices at another server or key inside a depot-signed package.
-pub const PROTECTED_FILES: [&str; 2] = ["deploy.properties", "depot-package.json"];
+/// that a partner cannot point its devices at another server or key inside a depot-signed package;
+/// and the agent executable Desktop Engineering adds (CONTRACT 7a), which runs as root.
+pub const PROTECTED_FILES: [&str; 4] = [
+    "deploy.properties",
+    "depot-package.json",
+    "depot",
+    "depot.exe",
+];
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OverlayNameError {
@@ -115,6 +121,8 @@ mod tests {
             "Deploy.Properties",
             "DEPOT-PACKAGE.JSON",
             "deploy.properties/x",
+            "depot",
+            "DEPOT.EXE",
         ] {
             let err = check_not_protected(&n(bad)).unwrap_err().to_string();
             assert!(err.contains("may not replace"), "{bad}: {err}");

@@ -99,9 +99,13 @@ pub(super) struct EntryRecord<'a> {
 }
 
 impl EntryRecord<'_> {
-    /// CONTRACT 4: scripts are executable, everything else is not.
+    /// CONTRACT 4: scripts and the agent are executable, everything else is not.
     pub fn unix_mode(&self) -> u32 {
-        if self.name.ends_with(".sh") || self.name.ends_with(".command") {
+        // The depot agent's executable (CONTRACT 7a) is run straight from the unpacked package.
+        if self.name.ends_with(".sh")
+            || self.name.ends_with(".command")
+            || matches!(self.name, "depot" | "depot.exe")
+        {
             0o755
         } else {
             0o644

@@ -330,6 +330,7 @@ fn method_filter(method: &HttpMethod) -> MethodFilter {
     info(title = "depot", description = "Department installer packages: downloads, orgs, releases, rollouts, tokens, audit."),
     components(schemas(
         error::ErrorBody, error::ErrorDetail,
+        routes::public::AgentBinaryView,
         crate::service::views::OrgView, crate::service::views::PackageView,
         crate::service::views::ReleaseView, crate::service::views::PayloadView,
         crate::service::views::ChannelRolloutView, crate::service::views::YankView,
@@ -434,6 +435,7 @@ pub fn api(
         };
         let managed = ApiRouter::<ApiState>::default()
             .route::<public::__path_signing_key, _, _>(public::signing_key)
+            .route::<public::__path_agent_binaries, _, _>(public::agent_binaries)
             .route::<orgs::__path_list_orgs, _, _>(orgs::list_orgs)
             .route::<orgs::__path_create_org, _, _>(orgs::create_org)
             .route::<orgs::__path_get_org, _, _>(orgs::get_org)

@@ -30,6 +30,10 @@ use std::time::{Duration, Instant};
 /// Bumped whenever the package layout changes, so that every package is rebuilt.
 const LAYOUT_VERSION: &str = "depot-package-layout-1";
 
+/// The most bytes of tails held before they go to the store: an agent executable in every tail
+/// makes each one tens of MB.
+const COMPOSE_BATCH_BYTES: usize = 256 << 20;
+
 /// Packages handed to the store at once to be composed: enough for the store to keep its
 /// requests in flight, few enough that their tails are a few MiB.
 const COMPOSE_BATCH: usize = 64;
@@ -94,6 +98,8 @@ struct OrgInputs {
 struct Job<'a> {
     inputs: &'a OrgInputs,
     build_key: Sha256,
+    /// The agent executable the package carries (CONTRACT 7a), when one was added.
+    agent: Option<std::sync::Arc<PackageEntry>>,
 }
 
 struct Built {
@@ -155,6 +161,7 @@ impl Depot {
         let _lock = self.meta.lock_builds()?;
         let releases = self.releases_in_scope(scope)?;
         let orgs = self.org_inputs(scope.org.as_ref())?;
+        let mut agents = self.agent_entries()?;
 
         let mut plans = Vec::new();
         let mut unchanged = 0;
@@ -171,14 +178,23 @@ impl Depot {
                 }
                 let mut jobs = Vec::new();
                 for inputs in &orgs {
-                    let build_key =
-                        self.build_key(release, payload.platform, &payload.part, inputs);
+                    let build_key = self.build_key(
+                        release,
+                        payload.platform,
+                        &payload.part,
+                        inputs,
+                        &agents.key(payload.platform),
+                    );
                     if existing.get(&(inputs.org.code.clone(), payload.platform))
                         == Some(&build_key)
                     {
                         unchanged += 1;
                     } else {
-                        jobs.push(Job { inputs, build_key });
+                        jobs.push(Job {
+                            inputs,
+                            build_key,
+                            agent: agents.entry(self, payload.platform)?,
+                        });
                     }
                 }
                 if !jobs.is_empty() {
@@ -209,7 +225,11 @@ impl Depot {
                 match built {
                     Ok(built) if !failed.contains_key(org) => {
                         stored.pending.push(built);
-                        if stored.pending.len() >= COMPOSE_BATCH {
+                        let pending_bytes: usize =
+                            stored.pending.iter().map(|b| b.tail.len()).sum();
+                        if stored.pending.len() >= COMPOSE_BATCH
+                            || pending_bytes >= COMPOSE_BATCH_BYTES
+                        {
                             self.store_pending(&mut stored)?;
                         }
                     }
@@ -380,6 +400,7 @@ impl Depot {
         platform: Platform,
         part: &PayloadPart,
         inputs: &OrgInputs,
+        agent_sha256: &str,
     ) -> Sha256 {
         use sha2::Digest;
         let mut h = sha2::Sha256::new();
@@ -396,6 +417,7 @@ impl Depot {
             &serde_json::to_string(part).unwrap_or_default(),
             &self.public_url,
             &self.key.public_key().to_line(),
+            agent_sha256,
         ] {
             h.update((field.len() as u64).to_be_bytes());
             h.update(field.as_bytes());
@@ -515,6 +537,9 @@ impl Depot {
             .collect();
         let template_names: Vec<String> = entries.keys().cloned().collect();
         for overlay in &job.inputs.overlays {
+            if self.belongs_to_another_os(&overlay.name, platform.os()) {
+                continue;
+            }
             // Checked at upload too, but a payload named later, or an overlay stored by an
             // older depot, meets the rules only here.
             check_not_protected(&overlay.name).map_err(OrgError::from)?;
@@ -532,6 +557,10 @@ impl Depot {
                 bytes: overlay.bytes.clone(),
             };
             entries.insert(overlay.name.to_string(), entry);
+        }
+        // After the overlays: a partner's file never replaces the agent Desktop Engineering built.
+        if let Some(agent) = &job.agent {
+            entries.insert(agent.name.to_string(), PackageEntry::clone(agent));
         }
         let descriptor = PackageDescriptor {
             org: org.code.clone(),
@@ -636,6 +665,23 @@ impl Depot {
                 })
             })
             .collect()
+    }
+}
+
+impl Depot {
+    /// An overlay file named like a template output of another OS family and of none of
+    /// `os`'s (a Linux `detect-user.sh` in a Windows package) stays out of `os`'s packages.
+    fn belongs_to_another_os(
+        &self,
+        name: &crate::domain::EntryName,
+        os: crate::domain::Os,
+    ) -> bool {
+        use crate::domain::Os;
+        let output_of = |os| self.templates.output_names(os).any(|n| n == name);
+        !output_of(os)
+            && [Os::Windows, Os::Macos, Os::Linux]
+                .into_iter()
+                .any(output_of)
     }
 }
 

@@ -5,6 +5,7 @@
 //! synchronous and may block (hashing, zip, SQLite): the server calls them through
 //! `spawn_blocking`. Nothing here knows about HTTP or clap.
 
+mod agent_binaries;
 mod build;
 mod export;
 pub mod fleet;
@@ -15,6 +16,7 @@ mod verify;
 pub mod views;
 
 pub use build::{BuildFailure, BuildReport, BuildScope, BuiltPackage, NoProgress, Progress};
+pub use agent_binaries::{agent_entry_name, AgentBinarySource, MAX_AGENT_BINARY_BYTES};
 pub use export::ExportedFile;
 pub use releases::{ChannelSummary, PayloadSource, MAX_NOTES_LEN};
 pub use tokens::{hash_token, NewToken};

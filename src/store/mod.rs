@@ -266,6 +266,12 @@ pub trait MetaStore: Send + Sync {
     /// Waits until no other process (the CLI, another replica) or thread builds packages on this
     /// store, and keeps them out until the returned guard is dropped or the process dies.
     fn lock_builds(&self) -> Result<BuildLock>;
+
+    /// Records (or replaces) the agent executable of each platform named, in one transaction;
+    /// the blobs are already stored.
+    fn put_agent_binaries(&self, binaries: &[AgentBinary]) -> Result<()>;
+    /// Every platform's agent executable, in platform order.
+    fn list_agent_binaries(&self) -> Result<Vec<AgentBinary>>;
 }
 
 /// Held while packages are built (see [`MetaStore::lock_builds`]); dropping it releases the lock.

@@ -19,6 +19,7 @@
 //! Connections are plain TCP or unix sockets (no TLS): run PostgreSQL on the same host or a
 //! private network, or behind a TLS tunnel.
 
+mod agent_binaries;
 mod build_lock;
 mod changes;
 mod fleet;
@@ -1126,6 +1127,14 @@ impl MetaStore for PgStore {
     /// database, whatever host it runs on, takes the same lock.
     fn lock_builds(&self) -> Result<BuildLock> {
         build_lock::acquire(&self.config)
+    }
+
+    fn put_agent_binaries(&self, binaries: &[super::AgentBinary]) -> Result<()> {
+        self.write(|tx| agent_binaries::put_agent_binaries(tx, binaries))
+    }
+
+    fn list_agent_binaries(&self) -> Result<Vec<super::AgentBinary>> {
+        self.read(agent_binaries::list_agent_binaries)
     }
 }
 

@@ -301,3 +301,14 @@ pub enum ReportOutcome {
         tallies: Vec<CountedTally>,
     },
 }
+
+/// The depot agent's executable for a platform (CONTRACT 7a): a blob named by its SHA-256,
+/// carried by every package of that platform built after it was added.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AgentBinary {
+    pub platform: Platform,
+    /// The executable's SHA-256, which is also its blob key.
+    pub sha256: Sha256,
+    pub size: u64,
+    pub added_at: i64,
+}

@@ -20,6 +20,7 @@
 //! This module never hands out a record that did not parse back into its domain types: a bad row is
 //! `StoreError::Corrupt` naming its table and key.
 
+mod agent_binaries;
 mod build_lock;
 mod fleet;
 mod people;
@@ -1051,6 +1052,14 @@ impl MetaStore for SqliteStore {
             }
             None => Ok(super::BuildLock::new(self.builds.acquire())),
         }
+    }
+
+    fn put_agent_binaries(&self, binaries: &[super::AgentBinary]) -> Result<()> {
+        self.write(|tx| agent_binaries::put_agent_binaries(tx, binaries))
+    }
+
+    fn list_agent_binaries(&self) -> Result<Vec<super::AgentBinary>> {
+        self.read(agent_binaries::list_agent_binaries)
     }
 }
 

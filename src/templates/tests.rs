@@ -601,3 +601,110 @@ fn symbolic_links_are_refused_with_their_path() {
     symlink(real.path(), &link).unwrap();
     assert!(TemplateSet::load(&link).is_ok());
 }
+
+/// The launchd daemon install.command writes (CONTRACT 7a) loads with Python's plistlib, as
+/// launchd's own parser would take it, and says what to run and how often.
+#[test]
+fn macos_launchd_daemon_is_a_valid_plist() {
+    let set = TemplateSet::builtin();
+    let files = set
+        .render(Os::Macos, &context_for(&org(), Platform::MacosAarch64))
+        .unwrap();
+    let script = text(&files, "install.command");
+    assert!(text(&files, "uninstall.command").contains("launchctl bootout system/edu.depot.agent"));
+    assert!(script.contains("PLIST=/Library/LaunchDaemons/edu.depot.agent.plist"));
+    let start = script.find("<<PLIST\n").unwrap() + "<<PLIST\n".len();
+    let end = start + script[start..].find("\nPLIST\n").unwrap();
+    // What the shell's here-document expands to on the Mac.
+    let plist = script[start..end]
+        .replace("$AGENT_BIN", "/Library/Application Support/depot/depot")
+        .replace(
+            "$DEPOT_STATE_DIR",
+            "/Library/Application Support/depot/state",
+        );
+    assert!(!plist.contains('$'), "{plist}");
+    let python = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import json, plistlib, sys; print(json.dumps(plistlib.loads(sys.stdin.buffer.read())))",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn();
+    let mut child = match python {
+        Ok(child) => child,
+        Err(e) if std::env::var("CI").as_deref() != Ok("true") => {
+            eprintln!("skipping: python3 is needed to load the plist: {e}");
+            return;
+        }
+        Err(e) => panic!("python3 is needed under CI: {e}"),
+    };
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(plist.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "plistlib refused:\n{plist}");
+    let loaded: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(loaded["Label"], "edu.depot.agent");
+    assert_eq!(loaded["StartInterval"], 3600);
+    assert_eq!(loaded["RunAtLoad"], true);
+    assert_eq!(
+        loaded["ProgramArguments"],
+        serde_json::json!([
+            "/Library/Application Support/depot/depot",
+            "agent",
+            "run",
+            "--once",
+            "--jitter",
+            "1800",
+            "--state-dir",
+            "/Library/Application Support/depot/state"
+        ])
+    );
+    if let Ok(out) = std::process::Command::new("plutil").arg("-help").output() {
+        let _ = out;
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("edu.depot.agent.plist");
+        fs::write(&path, &plist).unwrap();
+        let lint = std::process::Command::new("plutil")
+            .arg("-lint")
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(lint.status.success(), "plutil -lint: {lint:?}");
+    }
+}
+
+/// The scheduled task install.ps1 registers (CONTRACT 7a), argument by argument: what
+/// Register-ScheduledTask and its helper cmdlets take.
+#[test]
+fn windows_scheduled_task_arguments() {
+    let set = TemplateSet::builtin();
+    let files = set
+        .render(Os::Windows, &context_for(&org(), Platform::WindowsX86_64))
+        .unwrap();
+    let ps = text(&files, "install.ps1");
+    for line in [
+        "$AgentExe       = Join-Path $AgentDir 'depot.exe'",
+        "$TaskName       = 'depot agent'",
+        "$action = New-ScheduledTaskAction -Execute $AgentExe -Argument ('agent run --once --state-dir \"{0}\"' -f $DepotStateDir)",
+        "$trigger = New-ScheduledTaskTrigger -Once -At (Get-Date) -RepetitionInterval (New-TimeSpan -Hours 1) -RandomDelay (New-TimeSpan -Minutes 30)",
+        "$principal = New-ScheduledTaskPrincipal -UserId 'SYSTEM' -LogonType ServiceAccount -RunLevel Highest",
+        "$settings = New-ScheduledTaskSettingsSet -StartWhenAvailable -MultipleInstances IgnoreNew -ExecutionTimeLimit (New-TimeSpan -Hours 2)",
+        "$null = Register-ScheduledTask -TaskName $TaskName -TaskPath '\\' -Action $action -Trigger $trigger -Principal $principal -Settings $settings -Description 'Checks for and installs backup client updates (depot).' -Force",
+    ] {
+        assert!(ps.contains(line), "install.ps1 lacks:\n{line}");
+    }
+    let uninstall = text(&files, "uninstall.ps1");
+    assert!(uninstall.contains(
+        "Unregister-ScheduledTask -TaskName 'depot agent' -TaskPath '\\' -Confirm:$false"
+    ));
+    assert!(uninstall
+        .contains("(Join-Path $env:ProgramFiles 'depot'), (Join-Path $env:ProgramData 'depot')"));
+    // Nothing of the other OS families in a Windows package.
+    assert!(files.iter().all(|f| !f.name.as_str().ends_with(".sh")));
+}

@@ -64,3 +64,33 @@ pub async fn signing_key(State(state): State<crate::server::ApiState>) -> Respon
     );
     response
 }
+
+/// One platform's depot agent executable, as packages of that platform carry it.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct AgentBinaryView {
+    pub platform: String,
+    /// Hex SHA-256 of the executable.
+    pub sha256: String,
+    pub size: u64,
+}
+
+/// Public: the executables ship in the `default` org's packages, which are public anyway, and a
+/// desktop engineer (or a machine) comparing an installed agent's hash needs no token for it.
+#[utoipa::path(get, path = "/v1/agent-binaries", tag = "public",
+    responses((status = 200, body = Vec<AgentBinaryView>, description = "The agent executable per platform")))]
+pub async fn agent_binaries(
+    State(state): State<crate::server::ApiState>,
+) -> crate::server::error::ApiResult<axum::Json<Vec<AgentBinaryView>>> {
+    let depot = Arc::clone(&state.depot);
+    let binaries = super::blocking(move || depot.agent_binaries()).await?;
+    Ok(axum::Json(
+        binaries
+            .into_iter()
+            .map(|b| AgentBinaryView {
+                platform: b.platform.to_string(),
+                sha256: b.sha256.to_hex(),
+                size: b.size,
+            })
+            .collect(),
+    ))
+}

@@ -649,3 +649,29 @@ pub(crate) fn change_counter_moves_on_writes(s: &dyn MetaStore) {
     s.add_release(&release("11.2.1", 1)).unwrap();
     assert_ne!(s.change_counter().unwrap(), after_org);
 }
+
+pub(crate) fn agent_binaries(s: &dyn MetaStore) {
+    assert_eq!(s.list_agent_binaries().unwrap(), vec![]);
+    let binary = |platform, bytes: &[u8], at| AgentBinary {
+        platform,
+        sha256: Sha256::digest(bytes),
+        size: bytes.len() as u64,
+        added_at: at,
+    };
+    let linux = binary(Platform::LinuxX86_64, b"agent 1", 10);
+    let windows = binary(Platform::WindowsX86_64, b"agent.exe 1", 10);
+    s.put_agent_binaries(&[windows.clone(), linux.clone()])
+        .unwrap();
+    let mut expected = vec![linux.clone(), windows.clone()];
+    expected.sort_by_key(|b| b.platform);
+    assert_eq!(s.list_agent_binaries().unwrap(), expected);
+    // Adding a platform again replaces its executable; the others stay.
+    let linux2 = binary(Platform::LinuxX86_64, b"agent 2, larger", 20);
+    let before = s.change_counter().unwrap();
+    s.put_agent_binaries(std::slice::from_ref(&linux2)).unwrap();
+    assert!(s.change_counter().unwrap() > before);
+    let listed = s.list_agent_binaries().unwrap();
+    assert_eq!(listed.len(), 2);
+    assert!(listed.contains(&linux2) && listed.contains(&windows));
+    assert!(!listed.contains(&linux));
+}

@@ -192,6 +192,7 @@ macro_rules! meta_store_tests {
             manifest_serials_grow_across_channels,
             reports_count_once_from_offered_devices_enrolled_before,
             holds_and_resume,
+            agent_binaries,
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {

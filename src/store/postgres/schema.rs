@@ -19,7 +19,7 @@ use crate::store::StoreError;
 /// The `pg_advisory_xact_lock` key migrations hold ("depot" in ASCII, then 1).
 pub(super) const MIGRATION_LOCK: i64 = 0x6465_706f_7401;
 
-pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 const V1: &str = r#"
 -- One row per counter; `changes` moves with every commit of cacheable state (not the audit log,
@@ -316,3 +316,13 @@ pub(super) fn migrate(conn: &mut Conn) -> Result<Vec<usize>> {
     tx.commit()?;
     Ok(applied)
 }
+
+/// The depot agent's executable per platform (CONTRACT 7a); the bytes are a blob.
+const V4: &str = r#"
+CREATE TABLE agent_binaries (
+    platform text PRIMARY KEY,
+    sha256   bytea NOT NULL,
+    size     bigint NOT NULL CHECK (size >= 0),
+    added_at bigint NOT NULL
+);
+"#;

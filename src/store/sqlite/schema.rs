@@ -12,7 +12,7 @@
 use crate::store::{Result, StoreError};
 use rusqlite::{Connection, TransactionBehavior};
 
-pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7];
 
 const V1: &str = r#"
 -- One row per counter; `changes` moves with every commit of cacheable state (not the audit log).
@@ -341,4 +341,14 @@ CREATE TABLE rollout_holds (
 ) STRICT;
 
 CREATE INDEX manifests_by_org_platform ON manifests (org, platform, serial);
+"#;
+
+/// The depot agent's executable per platform (CONTRACT 7a); the bytes are a blob.
+const V7: &str = r#"
+CREATE TABLE agent_binaries (
+    platform TEXT PRIMARY KEY,
+    sha256   TEXT NOT NULL,
+    size     INTEGER NOT NULL CHECK (size >= 0),
+    added_at INTEGER NOT NULL
+) STRICT;
 "#;
