@@ -450,7 +450,10 @@ fn bad_input_on_device_endpoints_is_4xx() {
         ("/v1/devices/enroll", None, json!({"registration_key": "x"}).to_string()),
         ("/v1/devices/enroll", None, json!({"registration_key": app.key(&org), "hostname": "a\u{0}b", "platform": "linux-x86_64"}).to_string()),
         ("/v1/devices/enroll", None, json!({"registration_key": app.key(&org), "hostname": "h", "platform": "plan9"}).to_string()),
-        ("/v1/devices/enroll", None, "x".repeat(3 << 20)),
+        // An oversized enroll body is answered 413 before it is read, and the connection closed
+        // while such a client may still be writing (so it can see a reset instead of the
+        // answer): hostile_clients::a_declared_length_past_the_route_limit_is_413_before_any_body
+        // sends its headers alone and reads the 413.
     ];
     for (path, token, body) in cases {
         let shown = body.chars().take(60).collect::<String>();
