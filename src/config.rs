@@ -48,6 +48,35 @@ pub struct ConfigFile {
     pub presign_downloads: Option<u64>,
     /// Addresses or networks (`10.0.0.0/8`) of the proxies in front of `depot serve`.
     pub trusted_proxies: Option<Vec<String>>,
+    /// `[directory.ldap]` (CONTRACT 10).
+    pub directory: Option<DirectoryFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectoryFile {
+    pub ldap: Option<LdapSettings>,
+}
+
+/// Where the campus directory is and how depot reads it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LdapSettings {
+    /// `ldap://host:port` or `ldaps://host:port`.
+    pub url: String,
+    pub bind_dn: String,
+    /// A file holding the bind password; `DEPOT_LDAP_PASSWORD` wins over it.
+    pub bind_password_file: Option<PathBuf>,
+    /// People (uid, mail, displayName) live below it.
+    pub user_base: String,
+    /// Groups (groupOfNames with member DNs, posixGroup with memberUid) live below it.
+    pub group_base: String,
+    #[serde(default = "default_sync_interval")]
+    pub sync_interval_seconds: u64,
+}
+
+fn default_sync_interval() -> u64 {
+    300
 }
 
 /// What the command line (and its environment variables) said; `None` where nothing was given.
@@ -121,6 +150,8 @@ pub struct Settings {
     /// Proxies whose `X-Forwarded-For` names the client; none by default, so the header is
     /// ignored unless an operator says which peers write it.
     pub trusted_proxies: Vec<IpNet>,
+    /// The directory to sync eligible users from, if any.
+    pub ldap: Option<LdapSettings>,
 }
 
 impl Settings {
@@ -206,6 +237,10 @@ impl Settings {
             max_upload_bytes: file.max_upload_bytes.unwrap_or(4 * 1024 * 1024 * 1024),
             max_connections: file.max_connections.unwrap_or(10_000).max(1),
             trusted_proxies,
+            ldap: file.directory.and_then(|d| d.ldap).map(|mut l| {
+                l.bind_password_file = l.bind_password_file.map(relative);
+                l
+            }),
         })
     }
 }

@@ -65,6 +65,7 @@ pub fn settings_for(dir: &Path, public_url: &str) -> Settings {
         max_upload_bytes: 4 * 1024 * 1024 * 1024,
         max_connections: 10_000,
         trusted_proxies: Vec::new(),
+        ldap: None,
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod admin;
 mod agent;
+mod directory;
 mod orgs;
 mod output;
 mod releases;
@@ -97,6 +98,9 @@ pub enum Command {
     Export(ExportArgs),
     /// Re-hashes every stored artifact and checks every signature; non-zero on any mismatch.
     Verify,
+    /// The campus directory: sync eligible users (CONTRACT 10).
+    #[command(subcommand)]
+    Directory(directory::DirectoryCommand),
     /// The client updater: enroll, run, status.
     #[command(subcommand)]
     Agent(Box<agent::AgentCommand>),
@@ -138,6 +142,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Export(args) => admin::export(global, args),
         Command::Verify => admin::verify(global),
         Command::Agent(cmd) => agent::run(global, *cmd),
+        Command::Directory(cmd) => directory::run(global, cmd),
     }
 }
 

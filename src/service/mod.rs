@@ -6,6 +6,7 @@
 //! `spawn_blocking`. Nothing here knows about HTTP or clap.
 
 mod build;
+mod directory;
 mod export;
 pub mod fleet;
 mod orgs;
@@ -15,6 +16,7 @@ mod verify;
 pub mod views;
 
 pub use build::{BuildReport, BuildScope, BuiltPackage, NoProgress, Progress};
+pub use directory::{DirectorySyncReport, OrgSyncReport, UserView};
 pub use export::ExportedFile;
 pub use releases::{PayloadSource, MAX_NOTES_LEN};
 pub use tokens::{hash_token, NewToken};
@@ -60,6 +62,8 @@ pub enum ServiceError {
         context: String,
         source: std::io::Error,
     },
+    #[error("directory sync failed, nothing changed: {0}")]
+    Directory(#[from] crate::directory::DirectoryError),
 }
 
 impl From<StoreError> for ServiceError {
@@ -113,6 +117,8 @@ pub struct Depot {
     key: SigningKey,
     public_url: String,
     data_dir: PathBuf,
+    /// The campus directory to sync eligible users from (`[directory.ldap]`).
+    ldap: Option<crate::config::LdapSettings>,
     /// Hash states of payload parts already read: a long-running server rebuilds an org's
     /// packages without another pass over the payloads. Blobs are immutable, so entries never go stale.
     fleet: fleet::Fleet,
@@ -179,6 +185,7 @@ impl Depot {
             key,
             public_url: settings.public_url.clone(),
             data_dir: settings.data_dir.clone(),
+            ldap: settings.ldap.clone(),
             part_digests: Default::default(),
             fleet: Default::default(),
         };
