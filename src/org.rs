@@ -545,6 +545,62 @@ mod tests {
     }
 
     #[test]
+    fn directory_fields_round_trip_and_contact_email_is_contact_email() {
+        let f = OrgFile::parse(
+            r#"
+name = "Physics"
+contact_email = "it@physics.example.edu"
+users_group = "cn=physics-users,ou=groups,dc=example,dc=edu"
+partners_group = "physics-partners"
+on_ineligible = "flag"
+stale_after_days = 14
+contact = { name = "Pat Lee", phone = "+1 773-702-1234" }
+"#,
+        )
+        .unwrap();
+        let c = OrgConfig::try_from(f.config).unwrap();
+        assert_eq!(c.on_ineligible, OnIneligible::Flag);
+        assert_eq!(c.stale_after_days, 14);
+        assert_eq!(c.contact.email.as_deref(), Some("it@physics.example.edu"));
+        assert_eq!(c.contact.name.as_deref(), Some("Pat Lee"));
+        let text = toml::to_string(&c.to_input()).unwrap();
+        let again = OrgConfig::try_from(OrgFile::parse(&text).unwrap().config).unwrap();
+        assert_eq!(again, c);
+        let stored = OrgConfigInput {
+            name: "Physics".into(),
+            contact_email: c.contact_email.clone(),
+            ..Default::default()
+        }
+        .with_directory_fields(c.directory_fields());
+        assert_eq!(OrgConfig::try_from(stored).unwrap().contact, c.contact);
+        // The new spelling alone works; the two spellings disagreeing is refused.
+        let mut i = OrgConfigInput {
+            name: "X".into(),
+            contact: Some(Contact {
+                email: Some("a@b.example.edu".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            OrgConfig::try_from(i.clone()).unwrap().contact_email.as_deref(),
+            Some("a@b.example.edu")
+        );
+        i.contact_email = Some("c@d.example.edu".into());
+        assert!(OrgConfig::try_from(i).unwrap_err().to_string().contains("contact.email"));
+        // Orgs from before keep their canonical JSON (and so their config_sha256).
+        let old = OrgConfig::new("Physics").unwrap();
+        assert!(!old.canonical_json().contains("stale_after_days"));
+        assert!(!old.canonical_json().contains("contact\""));
+        let bad = OrgConfigInput {
+            name: "X".into(),
+            stale_after_days: Some(0),
+            ..Default::default()
+        };
+        assert!(OrgConfig::try_from(bad).unwrap_err().to_string().contains("stale_after_days"));
+    }
+
+    #[test]
     fn toml_file_parses_and_refuses_unknown_fields() {
         let f = OrgFile::parse(
             r#"
