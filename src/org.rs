@@ -171,8 +171,9 @@ pub struct OrgConfig {
     pub pinned_version: Option<Version>,
     pub backup: BackupSelection,
     pub settings: BTreeMap<String, String>,
-    /// `email` is always `contact_email`; left out of the canonical JSON when it is all there
-    /// is, so that orgs from before contacts keep their `config_sha256`.
+    /// Name and phone; the address is `contact_email` (`email` stays `None` here, so that one
+    /// fact has one place). Left out of the canonical JSON when empty, so that orgs from before
+    /// contacts keep their `config_sha256`.
     #[serde(skip_serializing_if = "Contact::has_only_email")]
     pub contact: Contact,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -210,10 +211,7 @@ impl OrgConfig {
             pinned_version: self.pinned_version.as_ref().map(ToString::to_string),
             backup: self.backup.clone(),
             settings: self.settings.clone(),
-            contact: (!self.contact.has_only_email()).then(|| Contact {
-                email: None,
-                ..self.contact.clone()
-            }),
+            contact: (!self.contact.has_only_email()).then(|| self.contact.clone()),
             users_group: self.users_group.clone(),
             partners_group: self.partners_group.clone(),
             on_ineligible: (!self.on_ineligible.is_default()).then_some(self.on_ineligible),
@@ -352,7 +350,7 @@ impl TryFrom<OrgConfigInput> for OrgConfig {
         }
         let contact = Contact {
             name: optional_text("contact.name", contact_in.name.as_deref(), MAX_NAME_LEN)?,
-            email: contact_email.clone(),
+            email: None,
             phone: contact_phone,
         };
         let users_group = optional_text("users_group", input.users_group.as_deref(), MAX_GROUP_LEN)?;
@@ -561,7 +559,7 @@ contact = { name = "Pat Lee", phone = "+1 773-702-1234" }
         let c = OrgConfig::try_from(f.config).unwrap();
         assert_eq!(c.on_ineligible, OnIneligible::Flag);
         assert_eq!(c.stale_after_days, 14);
-        assert_eq!(c.contact.email.as_deref(), Some("it@physics.example.edu"));
+        assert_eq!(c.contact_email.as_deref(), Some("it@physics.example.edu"));
         assert_eq!(c.contact.name.as_deref(), Some("Pat Lee"));
         let text = toml::to_string(&c.to_input()).unwrap();
         let again = OrgConfig::try_from(OrgFile::parse(&text).unwrap().config).unwrap();

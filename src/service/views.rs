@@ -77,7 +77,10 @@ impl From<&Org> for OrgView {
             registration_key: org.registration_key.to_string(),
             created_at: rfc3339(org.created_at),
             updated_at: rfc3339(org.updated_at),
-            contact: org.config.contact.clone(),
+            contact: crate::org::Contact {
+                email: org.config.contact_email.clone(),
+                ..org.config.contact.clone()
+            },
             users_group: org.config.users_group.clone(),
             partners_group: org.config.partners_group.clone(),
             on_ineligible: org.config.on_ineligible,
