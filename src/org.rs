@@ -353,9 +353,13 @@ impl TryFrom<OrgConfigInput> for OrgConfig {
             email: None,
             phone: contact_phone,
         };
-        let users_group = optional_text("users_group", input.users_group.as_deref(), MAX_GROUP_LEN)?;
-        let partners_group =
-            optional_text("partners_group", input.partners_group.as_deref(), MAX_GROUP_LEN)?;
+        let users_group =
+            optional_text("users_group", input.users_group.as_deref(), MAX_GROUP_LEN)?;
+        let partners_group = optional_text(
+            "partners_group",
+            input.partners_group.as_deref(),
+            MAX_GROUP_LEN,
+        )?;
         let stale_after_days = input.stale_after_days.unwrap_or(DEFAULT_STALE_AFTER_DAYS);
         if !(1..=MAX_STALE_AFTER_DAYS).contains(&stale_after_days) {
             return Err(invalid(
@@ -581,11 +585,17 @@ contact = { name = "Pat Lee", phone = "+1 773-702-1234" }
             ..Default::default()
         };
         assert_eq!(
-            OrgConfig::try_from(i.clone()).unwrap().contact_email.as_deref(),
+            OrgConfig::try_from(i.clone())
+                .unwrap()
+                .contact_email
+                .as_deref(),
             Some("a@b.example.edu")
         );
         i.contact_email = Some("c@d.example.edu".into());
-        assert!(OrgConfig::try_from(i).unwrap_err().to_string().contains("contact.email"));
+        assert!(OrgConfig::try_from(i)
+            .unwrap_err()
+            .to_string()
+            .contains("contact.email"));
         // Orgs from before keep their canonical JSON (and so their config_sha256).
         let old = OrgConfig::new("Physics").unwrap();
         assert!(!old.canonical_json().contains("stale_after_days"));
@@ -595,7 +605,10 @@ contact = { name = "Pat Lee", phone = "+1 773-702-1234" }
             stale_after_days: Some(0),
             ..Default::default()
         };
-        assert!(OrgConfig::try_from(bad).unwrap_err().to_string().contains("stale_after_days"));
+        assert!(OrgConfig::try_from(bad)
+            .unwrap_err()
+            .to_string()
+            .contains("stale_after_days"));
     }
 
     #[test]

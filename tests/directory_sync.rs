@@ -124,7 +124,11 @@ fn sync_follows_the_groups() {
     assert_eq!(p.added, vec!["erin"]);
     assert_eq!(p.removed, vec!["bob"]);
     assert_eq!(p.deactivated, vec![bob.clone()]);
-    assert!(p.flagged.is_empty(), "mallory is flagged once: {:?}", p.flagged);
+    assert!(
+        p.flagged.is_empty(),
+        "mallory is flagged once: {:?}",
+        p.flagged
+    );
     // At once: the token is refused from the next request on.
     assert!(d.device_by_token(&bob_token).unwrap().is_none());
     assert!(d.device_by_token(&alice_token).unwrap().is_some());
@@ -146,18 +150,23 @@ fn a_group_emptied_by_mistake_waits_for_confirmation() {
     let d = &f.depot;
     let library = add_org(d, "library", "lib-users", OnIneligible::Deactivate);
     let (frank, frank_token) = enroll(d, &library, "frank");
-    d.directory_sync(&Actor::cli(), Some(&library), false).unwrap();
+    d.directory_sync(&Actor::cli(), Some(&library), false)
+        .unwrap();
     slapd.modify(&format!(
         "dn: cn=lib-users,ou=groups,{SUFFIX}\nchangetype: modify\nreplace: member\n\
          member: uid=grace,ou=people,{SUFFIX}\n"
     ));
-    let report = d.directory_sync(&Actor::cli(), Some(&library), false).unwrap();
+    let report = d
+        .directory_sync(&Actor::cli(), Some(&library), false)
+        .unwrap();
     let held = report.orgs[0].held.as_deref().unwrap();
     assert!(held.contains("shrank from 3 to 1"), "{held}");
     assert!(held.contains("--confirm-shrink"), "{held}");
     assert_eq!(d.directory_users(&library).unwrap().len(), 3);
     assert!(d.device_by_token(&frank_token).unwrap().is_some());
-    let report = d.directory_sync(&Actor::cli(), Some(&library), true).unwrap();
+    let report = d
+        .directory_sync(&Actor::cli(), Some(&library), true)
+        .unwrap();
     assert_eq!(report.orgs[0].deactivated, vec![frank]);
     assert_eq!(d.directory_users(&library).unwrap().len(), 1);
 }
@@ -167,19 +176,35 @@ fn failures_change_nothing_and_say_why() {
     let Some(slapd) = slapd() else { return };
     // Wrong credentials.
     let f = fixture(&slapd.url, "wrong-password");
-    let org = add_org(&f.depot, "physics", "physics-users", OnIneligible::Deactivate);
+    let org = add_org(
+        &f.depot,
+        "physics",
+        "physics-users",
+        OnIneligible::Deactivate,
+    );
     enroll(&f.depot, &org, "mallory");
-    let err = f.depot.directory_sync(&Actor::cli(), None, false).unwrap_err();
+    let err = f
+        .depot
+        .directory_sync(&Actor::cli(), None, false)
+        .unwrap_err();
     assert!(err.to_string().contains("refused the bind"), "{err}");
     assert!(err.to_string().contains("nothing changed"), "{err}");
     assert!(f.depot.directory_users(&org).unwrap().is_empty());
 
     // A vanished group fails the whole sync, before anything is written.
     let f = fixture(&slapd.url, SERVICE_PW);
-    let org = add_org(&f.depot, "physics", "physics-users", OnIneligible::Deactivate);
+    let org = add_org(
+        &f.depot,
+        "physics",
+        "physics-users",
+        OnIneligible::Deactivate,
+    );
     let (mallory, _) = enroll(&f.depot, &org, "mallory");
     add_org(&f.depot, "gone", "no-such-group", OnIneligible::Deactivate);
-    let err = f.depot.directory_sync(&Actor::cli(), None, false).unwrap_err();
+    let err = f
+        .depot
+        .directory_sync(&Actor::cli(), None, false)
+        .unwrap_err();
     assert!(err.to_string().contains("no-such-group"), "{err}");
     assert!(f.depot.directory_users(&org).unwrap().is_empty());
     assert_eq!(state(&f.depot, &org, &mallory).0, "active");
@@ -189,7 +214,18 @@ fn failures_change_nothing_and_say_why() {
     let port = closed.local_addr().unwrap().port();
     drop(closed);
     let f = fixture(&format!("ldap://127.0.0.1:{port}"), SERVICE_PW);
-    add_org(&f.depot, "physics", "physics-users", OnIneligible::Deactivate);
-    let err = f.depot.directory_sync(&Actor::cli(), None, false).unwrap_err();
-    assert!(err.to_string().contains("cannot reach the directory"), "{err}");
+    add_org(
+        &f.depot,
+        "physics",
+        "physics-users",
+        OnIneligible::Deactivate,
+    );
+    let err = f
+        .depot
+        .directory_sync(&Actor::cli(), None, false)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("cannot reach the directory"),
+        "{err}"
+    );
 }

@@ -30,7 +30,13 @@ pub fn run(global: &GlobalArgs, cmd: DirectoryCommand) -> anyhow::Result<()> {
             if global.json {
                 return print_json(&report);
             }
-            let list = |v: &[String]| if v.is_empty() { "-".to_string() } else { v.join(", ") };
+            let list = |v: &[String]| {
+                if v.is_empty() {
+                    "-".to_string()
+                } else {
+                    v.join(", ")
+                }
+            };
             for o in &report.orgs {
                 if let Some(why) = &o.held {
                     println!("{}: HELD: {why}", o.org);

@@ -80,7 +80,10 @@ pub fn plan_org(input: PlanInput<'_>) -> OrgPlan {
             flags.push(NewFlag {
                 device_id: d.id.clone(),
                 kind: FlagKind::Outsider,
-                reason: format!("enrolled by {:?}, who is not in group {}", d.user, input.group),
+                reason: format!(
+                    "enrolled by {:?}, who is not in group {}",
+                    d.user, input.group
+                ),
                 raised_by: input.actor.to_string(),
             });
         }
@@ -158,7 +161,12 @@ mod tests {
             change,
             added,
             removed,
-        } = run(OnIneligible::Deactivate, &["alice", "carol"], &["alice", "bob"], false)
+        } = run(
+            OnIneligible::Deactivate,
+            &["alice", "carol"],
+            &["alice", "bob"],
+            false,
+        )
         else {
             panic!("held")
         };
@@ -173,13 +181,20 @@ mod tests {
 
     #[test]
     fn flag_mode_flags_the_leaver() {
-        let OrgPlan::Apply { change, .. } =
-            run(OnIneligible::Flag, &["alice", "carol"], &["alice", "bob"], false)
-        else {
+        let OrgPlan::Apply { change, .. } = run(
+            OnIneligible::Flag,
+            &["alice", "carol"],
+            &["alice", "bob"],
+            false,
+        ) else {
             panic!("held")
         };
         assert!(change.deactivate.is_empty());
-        let kinds: Vec<_> = change.flags.iter().map(|f| (f.device_id.as_str(), f.kind)).collect();
+        let kinds: Vec<_> = change
+            .flags
+            .iter()
+            .map(|f| (f.device_id.as_str(), f.kind))
+            .collect();
         assert_eq!(
             kinds,
             vec![("d2", FlagKind::Ineligible), ("d3", FlagKind::Outsider)]
@@ -189,7 +204,12 @@ mod tests {
     #[test]
     fn shrink_by_more_than_half_is_held_until_confirmed() {
         assert_eq!(
-            run(OnIneligible::Deactivate, &[], &["alice", "bob", "carol"], false),
+            run(
+                OnIneligible::Deactivate,
+                &[],
+                &["alice", "bob", "carol"],
+                false
+            ),
             OrgPlan::Held {
                 previous: 3,
                 now: 0
@@ -197,12 +217,20 @@ mod tests {
         );
         // Exactly half is not "more than half".
         assert!(matches!(
-            run(OnIneligible::Deactivate, &["alice"], &["alice", "bob"], false),
+            run(
+                OnIneligible::Deactivate,
+                &["alice"],
+                &["alice", "bob"],
+                false
+            ),
             OrgPlan::Apply { .. }
         ));
-        let OrgPlan::Apply { change, .. } =
-            run(OnIneligible::Deactivate, &[], &["alice", "bob", "carol"], true)
-        else {
+        let OrgPlan::Apply { change, .. } = run(
+            OnIneligible::Deactivate,
+            &[],
+            &["alice", "bob", "carol"],
+            true,
+        ) else {
             panic!("held after confirmation")
         };
         assert_eq!(change.deactivate.len(), 2);

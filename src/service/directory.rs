@@ -66,7 +66,10 @@ impl Depot {
             let group = directory.group(&name)?;
             let mut seen = HashSet::new();
             let mut members = Vec::new();
-            let dns = group.member_dns.iter().filter_map(|dn| people.get(&normalize_dn(dn)));
+            let dns = group
+                .member_dns
+                .iter()
+                .filter_map(|dn| people.get(&normalize_dn(dn)));
             let uids = group
                 .member_uids
                 .iter()
@@ -117,7 +120,13 @@ impl Depot {
                          if this is right",
                         org.code
                     );
-                    self.audit(actor, Some(&org.code), "directory.sync_held", &group, Some(why.clone()))?;
+                    self.audit(
+                        actor,
+                        Some(&org.code),
+                        "directory.sync_held",
+                        &group,
+                        Some(why.clone()),
+                    )?;
                     report.held = Some(why);
                 }
                 OrgPlan::Apply {
@@ -125,7 +134,8 @@ impl Depot {
                     added,
                     removed,
                 } => {
-                    let reasons: HashMap<String, String> = change.deactivate.iter().cloned().collect();
+                    let reasons: HashMap<String, String> =
+                        change.deactivate.iter().cloned().collect();
                     let flag_reasons: HashMap<String, String> = change
                         .flags
                         .iter()
@@ -140,10 +150,22 @@ impl Depot {
                         self.audit(actor, Some(&org.code), "directory.user_removed", uid, None)?;
                     }
                     for id in &outcome.deactivated {
-                        self.audit(actor, Some(&org.code), "device.deactivate", id, reasons.get(id).cloned())?;
+                        self.audit(
+                            actor,
+                            Some(&org.code),
+                            "device.deactivate",
+                            id,
+                            reasons.get(id).cloned(),
+                        )?;
                     }
                     for id in &outcome.flagged {
-                        self.audit(actor, Some(&org.code), "device.flag", id, flag_reasons.get(id).cloned())?;
+                        self.audit(
+                            actor,
+                            Some(&org.code),
+                            "device.flag",
+                            id,
+                            flag_reasons.get(id).cloned(),
+                        )?;
                     }
                     report.added = added;
                     report.removed = removed;

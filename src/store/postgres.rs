@@ -20,8 +20,8 @@
 //! private network, or behind a TLS tunnel.
 
 mod build_lock;
-mod directory;
 mod changes;
+mod directory;
 mod fleet;
 mod pool;
 mod rows;

@@ -321,9 +321,13 @@ impl FlagStatus {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [FlagStatus::Open, FlagStatus::Deactivated, FlagStatus::Dismissed]
-            .into_iter()
-            .find(|k| k.as_str() == s)
+        [
+            FlagStatus::Open,
+            FlagStatus::Deactivated,
+            FlagStatus::Dismissed,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
     }
 }
 

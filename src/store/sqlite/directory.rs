@@ -94,7 +94,10 @@ pub(super) fn apply_directory_change(
     Ok(outcome)
 }
 
-pub(super) fn deactivation_reasons(tx: &Transaction, org: &OrgCode) -> Result<Vec<(String, String)>> {
+pub(super) fn deactivation_reasons(
+    tx: &Transaction,
+    org: &OrgCode,
+) -> Result<Vec<(String, String)>> {
     let mut stmt = tx.prepare_cached(
         "SELECT r.device_id, r.reason FROM device_deactivations r \
          JOIN devices d ON d.id = r.device_id WHERE d.org = ?1 ORDER BY r.device_id",
