@@ -61,6 +61,8 @@ pub struct ConfigFile {
     pub metrics: Option<MetricsSection>,
     /// `[enroll]`: limits on enrollment with the default org's public registration key.
     pub enroll: Option<EnrollFile>,
+    /// `[directory.ldap]` (CONTRACT 10).
+    pub directory: Option<DirectoryFile>,
 }
 
 /// `[server]` of `depot.toml`.
@@ -106,6 +108,33 @@ impl Default for EnrollLimits {
             default_max_devices: 10_000,
         }
     }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectoryFile {
+    pub ldap: Option<LdapSettings>,
+}
+
+/// Where the campus directory is and how depot reads it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LdapSettings {
+    /// `ldap://host:port` or `ldaps://host:port`.
+    pub url: String,
+    pub bind_dn: String,
+    /// A file holding the bind password; `DEPOT_LDAP_PASSWORD` wins over it.
+    pub bind_password_file: Option<PathBuf>,
+    /// People (uid, mail, displayName) live below it.
+    pub user_base: String,
+    /// Groups (groupOfNames with member DNs, posixGroup with memberUid) live below it.
+    pub group_base: String,
+    #[serde(default = "default_sync_interval")]
+    pub sync_interval_seconds: u64,
+}
+
+fn default_sync_interval() -> u64 {
+    300
 }
 
 /// What the command line (and its environment variables) said; `None` where nothing was given.
@@ -186,6 +215,8 @@ pub struct Settings {
     /// The file of the bearer token `/metrics` requires; public, without org labels, if none.
     pub metrics_token_file: Option<PathBuf>,
     pub enroll: EnrollLimits,
+    /// The directory to sync eligible users from, if any.
+    pub ldap: Option<LdapSettings>,
 }
 
 impl Settings {
@@ -300,6 +331,10 @@ impl Settings {
                 .unwrap_or(DEFAULT_MAX_CONNECTIONS_PER_ADDRESS)
                 .max(1),
             metrics_token_file,
+            ldap: file.directory.and_then(|d| d.ldap).map(|mut l| {
+                l.bind_password_file = l.bind_password_file.map(relative);
+                l
+            }),
         })
     }
 }

@@ -69,6 +69,7 @@ pub fn settings_for(dir: &Path, public_url: &str) -> Settings {
         max_connections_per_address: crate::config::DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
         metrics_token_file: None,
         enroll: Default::default(),
+        ldap: None,
     }
 }
 
@@ -217,6 +218,7 @@ fn sample_orgs() -> Result<Vec<SampleOrg>> {
                 "5f0c2a9e-8d41-4c3b-9a7e-2b6d1e4f8a10",
                 &[("backup.frequency_minutes", "60")],
             ),
+            ..Default::default()
         },
     )?;
     let (medicine, medicine_config) = org(
@@ -232,6 +234,7 @@ fn sample_orgs() -> Result<Vec<SampleOrg>> {
                 "b7e3d5c1-2f6a-4e89-8c0d-9a1b3c5e7f24",
                 &[("DEVICE_CLOAKED", "true"), ("backup.retention_days", "365")],
             ),
+            ..Default::default()
         },
     )?;
     let (library, library_config) = org(
@@ -244,6 +247,7 @@ fn sample_orgs() -> Result<Vec<SampleOrg>> {
             pinned_version: None,
             backup: with(&["(?i).*/Zotero/storage/.*\\.pdf$"]),
             settings: settings("0d9a8b7c-6e5f-4a3b-8c2d-1e0f9a8b7c6d", &[]),
+            ..Default::default()
         },
     )?;
     let (default, default_config) = org(
@@ -256,6 +260,7 @@ fn sample_orgs() -> Result<Vec<SampleOrg>> {
             pinned_version: None,
             backup: base.clone(),
             settings: settings("9c1e7a3f-0b2d-4f6e-a8c4-3d5b7e9f1a2c", &[]),
+            ..Default::default()
         },
     )?;
     let detect_user = EntryName::parse("detect-user.sh")?;

@@ -11,6 +11,7 @@ pub mod agent;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod directory;
 pub mod domain;
 pub mod identity;
 pub mod org;

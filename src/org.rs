@@ -69,6 +69,104 @@ pub struct OrgConfigInput {
     pub backup: BackupSelection,
     #[serde(default)]
     pub settings: BTreeMap<String, String>,
+    /// The org's client contact; `contact.email` is `contact_email` under its newer name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact: Option<Contact>,
+    /// The directory group (DN or cn) of the people eligible for the service (CONTRACT 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub users_group: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partners_group: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_ineligible: Option<OnIneligible>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stale_after_days: Option<u32>,
+}
+
+/// What happens to a device whose user left the org's group of eligible users.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OnIneligible {
+    /// Its token is refused from its next request on.
+    #[default]
+    Deactivate,
+    /// Central IT is asked to decide (an open flag).
+    Flag,
+}
+
+impl OnIneligible {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnIneligible::Deactivate => "deactivate",
+            OnIneligible::Flag => "flag",
+        }
+    }
+
+    fn is_default(&self) -> bool {
+        *self == OnIneligible::Deactivate
+    }
+}
+
+/// An org's client contact.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Contact {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+}
+
+impl Contact {
+    /// Only the address (kept as `contact_email`), or nothing: what orgs had before contacts.
+    fn has_only_email(&self) -> bool {
+        self.name.is_none() && self.phone.is_none()
+    }
+}
+
+pub const DEFAULT_STALE_AFTER_DAYS: u32 = 7;
+const MAX_STALE_AFTER_DAYS: u32 = 365;
+const MAX_GROUP_LEN: usize = 1000;
+
+fn is_default_stale(days: &u32) -> bool {
+    *days == DEFAULT_STALE_AFTER_DAYS
+}
+
+/// The fields of CONTRACT 10 that the stores keep together as one JSON value.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectoryFields {
+    #[serde(default)]
+    pub users_group: Option<String>,
+    #[serde(default)]
+    pub partners_group: Option<String>,
+    #[serde(default)]
+    pub on_ineligible: Option<OnIneligible>,
+    #[serde(default)]
+    pub stale_after_days: Option<u32>,
+    #[serde(default)]
+    pub contact_name: Option<String>,
+    #[serde(default)]
+    pub contact_phone: Option<String>,
+}
+
+impl OrgConfigInput {
+    /// Puts stored directory fields beside the columns' fields (the stores' rows).
+    pub fn with_directory_fields(mut self, fields: DirectoryFields) -> Self {
+        self.users_group = fields.users_group;
+        self.partners_group = fields.partners_group;
+        self.on_ineligible = fields.on_ineligible;
+        self.stale_after_days = fields.stale_after_days;
+        if fields.contact_name.is_some() || fields.contact_phone.is_some() {
+            self.contact = Some(Contact {
+                name: fields.contact_name,
+                email: None,
+                phone: fields.contact_phone,
+            });
+        }
+        self
+    }
 }
 
 /// A validated org configuration.
@@ -81,6 +179,19 @@ pub struct OrgConfig {
     pub pinned_version: Option<Version>,
     pub backup: BackupSelection,
     pub settings: BTreeMap<String, String>,
+    /// Name and phone; the address is `contact_email` (`email` stays `None` here, so that one
+    /// fact has one place). Left out of the canonical JSON when empty, so that orgs from before
+    /// contacts keep their `config_sha256`.
+    #[serde(skip_serializing_if = "Contact::has_only_email")]
+    pub contact: Contact,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub users_group: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partners_group: Option<String>,
+    #[serde(skip_serializing_if = "OnIneligible::is_default")]
+    pub on_ineligible: OnIneligible,
+    #[serde(skip_serializing_if = "is_default_stale")]
+    pub stale_after_days: u32,
 }
 
 impl OrgConfig {
@@ -108,7 +219,51 @@ impl OrgConfig {
             pinned_version: self.pinned_version.as_ref().map(ToString::to_string),
             backup: self.backup.clone(),
             settings: self.settings.clone(),
+            contact: (!self.contact.has_only_email()).then(|| self.contact.clone()),
+            users_group: self.users_group.clone(),
+            partners_group: self.partners_group.clone(),
+            on_ineligible: (!self.on_ineligible.is_default()).then_some(self.on_ineligible),
+            stale_after_days: (!is_default_stale(&self.stale_after_days))
+                .then_some(self.stale_after_days),
         }
+    }
+
+    /// What the stores keep as the org's `directory` JSON.
+    pub fn directory_fields(&self) -> DirectoryFields {
+        DirectoryFields {
+            users_group: self.users_group.clone(),
+            partners_group: self.partners_group.clone(),
+            on_ineligible: Some(self.on_ineligible),
+            stale_after_days: Some(self.stale_after_days),
+            contact_name: self.contact.name.clone(),
+            contact_phone: self.contact.phone.clone(),
+        }
+    }
+}
+
+/// An optional text field: trimmed, empty means absent.
+fn optional_text(field: &str, value: Option<&str>, max: usize) -> Result<Option<String>, OrgError> {
+    match value.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(v) => {
+            check_text(field, v, max)?;
+            Ok(Some(v.to_string()))
+        }
+    }
+}
+
+fn check_phone(phone: &str) -> Result<(), OrgError> {
+    let ok = phone
+        .chars()
+        .all(|c| c.is_ascii_digit() || " +-().x/".contains(c))
+        && phone.chars().any(|c| c.is_ascii_digit());
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(
+            "contact.phone",
+            "must be a telephone number like +1 773-702-1234",
+        ))
     }
 }
 
@@ -169,7 +324,11 @@ fn check_regex(field: &str, pattern: &str) -> Result<(), OrgError> {
 }
 
 fn check_email(email: &str) -> Result<(), OrgError> {
-    check_text("contact_email", email, 254)?;
+    check_email_field("contact_email", email)
+}
+
+fn check_email_field(field: &str, email: &str) -> Result<(), OrgError> {
+    check_text(field, email, 254)?;
     let ok = match email.split_once('@') {
         Some((local, domain)) => {
             !local.is_empty()
@@ -185,7 +344,7 @@ fn check_email(email: &str) -> Result<(), OrgError> {
         Ok(())
     } else {
         Err(invalid(
-            "contact_email",
+            field,
             "must be an address like it-help@physics.example.edu",
         ))
     }
@@ -211,6 +370,44 @@ impl TryFrom<OrgConfigInput> for OrgConfig {
                 Some(e.to_string())
             }
         };
+        let contact_in = input.contact.unwrap_or_default();
+        let contact_email = match (contact_email, optional_text("contact.email", contact_in.email.as_deref(), 254)?) {
+            (Some(a), Some(b)) if a != b => {
+                return Err(invalid(
+                    "contact.email",
+                    "differs from contact_email, which is the same address under its older name: give one of them",
+                ))
+            }
+            (Some(a), _) => Some(a),
+            (None, Some(b)) => {
+                check_email_field("contact.email", &b)?;
+                Some(b)
+            }
+            (None, None) => None,
+        };
+        let contact_phone = optional_text("contact.phone", contact_in.phone.as_deref(), 50)?;
+        if let Some(p) = &contact_phone {
+            check_phone(p)?;
+        }
+        let contact = Contact {
+            name: optional_text("contact.name", contact_in.name.as_deref(), MAX_NAME_LEN)?,
+            email: None,
+            phone: contact_phone,
+        };
+        let users_group =
+            optional_text("users_group", input.users_group.as_deref(), MAX_GROUP_LEN)?;
+        let partners_group = optional_text(
+            "partners_group",
+            input.partners_group.as_deref(),
+            MAX_GROUP_LEN,
+        )?;
+        let stale_after_days = input.stale_after_days.unwrap_or(DEFAULT_STALE_AFTER_DAYS);
+        if !(1..=MAX_STALE_AFTER_DAYS).contains(&stale_after_days) {
+            return Err(invalid(
+                "stale_after_days",
+                format!("must be 1 to {MAX_STALE_AFTER_DAYS} days"),
+            ));
+        }
         check_patterns("backup.include", &input.backup.include)?;
         check_patterns("backup.exclude", &input.backup.exclude)?;
         if input.settings.len() > MAX_SETTINGS {
@@ -260,6 +457,11 @@ impl TryFrom<OrgConfigInput> for OrgConfig {
                     .collect(),
             },
             settings: input.settings,
+            contact,
+            users_group,
+            partners_group,
+            on_ineligible: input.on_ineligible.unwrap_or_default(),
+            stale_after_days,
         })
     }
 }
@@ -432,6 +634,71 @@ mod tests {
         assert!(OrgConfig::try_from(with("(?i).*/(Temp|tmp)/.*")).is_ok());
         // Every default pattern compiles.
         assert!(OrgConfig::new("Physics").is_ok());
+    }
+
+    #[test]
+    fn directory_fields_round_trip_and_contact_email_is_contact_email() {
+        let f = OrgFile::parse(
+            r#"
+name = "Physics"
+contact_email = "it@physics.example.edu"
+users_group = "cn=physics-users,ou=groups,dc=example,dc=edu"
+partners_group = "physics-partners"
+on_ineligible = "flag"
+stale_after_days = 14
+contact = { name = "Pat Lee", phone = "+1 773-702-1234" }
+"#,
+        )
+        .unwrap();
+        let c = OrgConfig::try_from(f.config).unwrap();
+        assert_eq!(c.on_ineligible, OnIneligible::Flag);
+        assert_eq!(c.stale_after_days, 14);
+        assert_eq!(c.contact_email.as_deref(), Some("it@physics.example.edu"));
+        assert_eq!(c.contact.name.as_deref(), Some("Pat Lee"));
+        let text = toml::to_string(&c.to_input()).unwrap();
+        let again = OrgConfig::try_from(OrgFile::parse(&text).unwrap().config).unwrap();
+        assert_eq!(again, c);
+        let stored = OrgConfigInput {
+            name: "Physics".into(),
+            contact_email: c.contact_email.clone(),
+            ..Default::default()
+        }
+        .with_directory_fields(c.directory_fields());
+        assert_eq!(OrgConfig::try_from(stored).unwrap().contact, c.contact);
+        // The new spelling alone works; the two spellings disagreeing is refused.
+        let mut i = OrgConfigInput {
+            name: "X".into(),
+            contact: Some(Contact {
+                email: Some("a@b.example.edu".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            OrgConfig::try_from(i.clone())
+                .unwrap()
+                .contact_email
+                .as_deref(),
+            Some("a@b.example.edu")
+        );
+        i.contact_email = Some("c@d.example.edu".into());
+        assert!(OrgConfig::try_from(i)
+            .unwrap_err()
+            .to_string()
+            .contains("contact.email"));
+        // Orgs from before keep their canonical JSON (and so their config_sha256).
+        let old = OrgConfig::new("Physics").unwrap();
+        assert!(!old.canonical_json().contains("stale_after_days"));
+        assert!(!old.canonical_json().contains("contact\""));
+        let bad = OrgConfigInput {
+            name: "X".into(),
+            stale_after_days: Some(0),
+            ..Default::default()
+        };
+        assert!(OrgConfig::try_from(bad)
+            .unwrap_err()
+            .to_string()
+            .contains("stale_after_days"));
     }
 
     #[test]

@@ -21,6 +21,7 @@ macro_rules! out {
 mod admin;
 mod agent;
 mod agent_binary;
+mod directory;
 mod orgs;
 mod output;
 mod releases;
@@ -115,6 +116,9 @@ pub enum Command {
     Export(ExportArgs),
     /// Re-hashes every stored artifact and checks every signature; non-zero on any mismatch.
     Verify,
+    /// The campus directory: sync eligible users (CONTRACT 10).
+    #[command(subcommand)]
+    Directory(directory::DirectoryCommand),
     /// The client updater: enroll, run, status.
     #[command(subcommand)]
     Agent(Box<agent::AgentCommand>),
@@ -166,6 +170,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Verify => admin::verify(global),
         Command::Agent(cmd) => agent::run(global, *cmd),
         Command::AgentBinary(cmd) => agent_binary::run(global, cmd),
+        Command::Directory(cmd) => directory::run(global, cmd),
     }
 }
 

@@ -346,6 +346,7 @@ fn method_filter(method: &HttpMethod) -> MethodFilter {
         crate::service::fleet::EnrollRequest, crate::service::fleet::Enrolled,
         crate::service::fleet::UpdateAnswer, crate::service::fleet::Offer, crate::service::fleet::PackageOffer,
         crate::service::fleet::DeviceView, crate::service::fleet::UsageView, crate::service::fleet::RolloutView, crate::service::fleet::HoldView,
+        crate::service::fleet::DeviceView, crate::service::fleet::UsageView, crate::service::fleet::RolloutView, crate::service::UserView,
     )),
     modifiers(&BearerScheme)
 )]
@@ -412,7 +413,7 @@ pub fn api(
     state: &AppState,
     portal: Option<&portal::PortalState>,
 ) -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    use routes::{audit, downloads, fleet, identity, orgs, public, releases, tokens};
+    use routes::{audit, directory, downloads, fleet, identity, orgs, public, releases, tokens};
     let timeout = || axum::middleware::from_fn_with_state(state.clone(), request_timeout);
     let mut downloads = ApiRouter::<AppState>::default()
         .route::<downloads::__path_download, _, _>(downloads::download)
@@ -458,6 +459,7 @@ pub fn api(
             .route::<fleet::__path_list_devices, _, _>(fleet::list_devices)
             .route::<fleet::__path_deactivate_device, _, _>(fleet::deactivate_device)
             .route::<fleet::__path_usage, _, _>(fleet::usage)
+            .route::<directory::__path_list_users, _, _>(directory::list_users)
             .route::<fleet::__path_rollouts, _, _>(fleet::rollouts)
             .layer(timeout());
         // The device endpoints answer from memory or with one short store call: a timer per

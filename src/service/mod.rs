@@ -7,6 +7,7 @@
 
 mod agent_binaries;
 mod build;
+mod directory;
 mod export;
 pub mod fleet;
 mod orgs;
@@ -17,6 +18,7 @@ pub mod views;
 
 pub use build::{BuildFailure, BuildReport, BuildScope, BuiltPackage, NoProgress, Progress};
 pub use agent_binaries::{agent_entry_name, AgentBinarySource, MAX_AGENT_BINARY_BYTES};
+pub use directory::{DirectorySyncReport, OrgSyncReport, UserView};
 pub use export::ExportedFile;
 pub use releases::{ChannelSummary, PayloadSource, MAX_NOTES_LEN};
 pub use tokens::{hash_token, NewToken};
@@ -78,6 +80,8 @@ pub enum ServiceError {
         context: String,
         source: std::io::Error,
     },
+    #[error("directory sync failed, nothing changed: {0}")]
+    Directory(#[from] crate::directory::DirectoryError),
 }
 
 impl From<StoreError> for ServiceError {
@@ -204,6 +208,8 @@ pub struct Depot {
     public_url: String,
     data_dir: PathBuf,
     identity: crate::identity::IdentityConfig,
+    /// The campus directory to sync eligible users from (`[directory.ldap]`).
+    ldap: Option<crate::config::LdapSettings>,
     /// Hash states of payload parts already read: a long-running server rebuilds an org's
     /// packages without another pass over the payloads. Blobs are immutable, so entries never go stale.
     fleet: fleet::Fleet,
@@ -314,6 +320,7 @@ impl Depot {
             public_url: settings.public_url.clone(),
             data_dir: settings.data_dir.clone(),
             identity: settings.identity.clone(),
+            ldap: settings.ldap.clone(),
             part_digests: Default::default(),
             fleet: Default::default(),
         };

@@ -34,6 +34,12 @@ pub struct OrgView {
     pub registration_key: String,
     pub created_at: String,
     pub updated_at: String,
+    /// The client contact; its `email` is `contact_email`.
+    pub contact: crate::org::Contact,
+    pub users_group: Option<String>,
+    pub partners_group: Option<String>,
+    pub on_ineligible: crate::org::OnIneligible,
+    pub stale_after_days: u32,
 }
 
 impl std::fmt::Debug for OrgView {
@@ -71,6 +77,14 @@ impl From<&Org> for OrgView {
             registration_key: org.registration_key.to_string(),
             created_at: rfc3339(org.created_at),
             updated_at: rfc3339(org.updated_at),
+            contact: crate::org::Contact {
+                email: org.config.contact_email.clone(),
+                ..org.config.contact.clone()
+            },
+            users_group: org.config.users_group.clone(),
+            partners_group: org.config.partners_group.clone(),
+            on_ineligible: org.config.on_ineligible,
+            stale_after_days: org.config.stale_after_days,
         }
     }
 }

@@ -259,6 +259,17 @@ pub trait MetaStore: Send + Sync {
     /// agent follow its org's channel changes with one last serial and no replay window.
     fn put_manifest(&self, manifest: &ManifestRecord) -> Result<bool>;
 
+    // Directory (CONTRACT 10)
+    /// The org's eligible users as the last sync stored them, by uid.
+    fn directory_users(&self, org: &OrgCode) -> Result<Vec<DirectoryUser>>;
+    /// Replaces the org's users, deactivates and flags devices, in one transaction; returns
+    /// what it did and the change counter as this commit left it.
+    fn apply_directory_change(&self, change: &DirectoryChange) -> Result<(DirectoryOutcome, u64)>;
+    /// Why each deactivated device of the org was deactivated, where a reason was recorded.
+    fn deactivation_reasons(&self, org: &OrgCode) -> Result<Vec<(String, String)>>;
+    /// Flags, newest first: of one org or all, of one status or all.
+    fn list_flags(&self, org: Option<&OrgCode>, status: Option<FlagStatus>) -> Result<Vec<Flag>>;
+
     /// A number that changes whenever any other process commits, so in-memory caches of a long
     /// running server know when to reload (the CLI works on the same store while it serves).
     fn change_counter(&self) -> Result<u64>;

@@ -22,6 +22,7 @@
 mod agent_binaries;
 mod build_lock;
 mod changes;
+mod directory;
 mod fleet;
 mod people;
 mod halt;
@@ -438,6 +439,7 @@ impl MetaStore for PgStore {
         let include = Json(&c.backup.include);
         let exclude = Json(&c.backup.exclude);
         let settings = Json(&c.settings);
+        let directory = Json(c.directory_fields());
         let pinned = c.pinned_version.as_ref().map(ToString::to_string);
         self.write(|tx| {
             if load_org(tx, &org.code)?.is_some() {
@@ -452,7 +454,7 @@ impl MetaStore for PgStore {
             tx.execute(
                 &format!(
                     "INSERT INTO orgs ({ORG_COLUMNS}) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
                 ),
                 &[
                     &org.code.as_str(),
@@ -467,6 +469,7 @@ impl MetaStore for PgStore {
                     &org.registration_key.as_str(),
                     &org.created_at,
                     &org.updated_at,
+                    &directory,
                 ],
             )
             .map_err(conflict_on_duplicate(key_taken_meanwhile(&org.code)))?;
@@ -492,12 +495,13 @@ impl MetaStore for PgStore {
         let include = Json(&config.backup.include);
         let exclude = Json(&config.backup.exclude);
         let settings = Json(&config.settings);
+        let directory = Json(config.directory_fields());
         let pinned = config.pinned_version.as_ref().map(ToString::to_string);
         self.write(|tx| {
             let changed = tx.execute(
                 "UPDATE orgs SET name = $2, contact_email = $3, seats = $4, channel = $5, \
                  pinned_version = $6, backup_include = $7, backup_exclude = $8, \
-                 settings = $9, updated_at = $10 WHERE code = $1",
+                 settings = $9, updated_at = $10, directory = $11 WHERE code = $1",
                 &[
                     &code.as_str(),
                     &config.name,
@@ -509,6 +513,7 @@ impl MetaStore for PgStore {
                     &exclude,
                     &settings,
                     &now,
+                    &directory,
                 ],
             )?;
             if changed == 0 {
@@ -1051,6 +1056,29 @@ impl MetaStore for PgStore {
         let (changed, counter) =
             self.write_counted(|tx| fleet::deactivate_device(tx, org, id, now))?;
         Ok(changed.then_some(counter))
+    }
+
+    fn directory_users(&self, org: &OrgCode) -> Result<Vec<super::DirectoryUser>> {
+        self.read(|db| directory::directory_users(db, org))
+    }
+
+    fn apply_directory_change(
+        &self,
+        change: &super::DirectoryChange,
+    ) -> Result<(super::DirectoryOutcome, u64)> {
+        self.write_counted(|tx| directory::apply_directory_change(tx, change))
+    }
+
+    fn deactivation_reasons(&self, org: &OrgCode) -> Result<Vec<(String, String)>> {
+        self.read(|db| directory::deactivation_reasons(db, org))
+    }
+
+    fn list_flags(
+        &self,
+        org: Option<&OrgCode>,
+        status: Option<super::FlagStatus>,
+    ) -> Result<Vec<super::Flag>> {
+        self.read(|db| directory::list_flags(db, org, status))
     }
 
     fn record_checkins(&self, checkins: &[super::Checkin]) -> Result<()> {

@@ -312,3 +312,114 @@ pub struct AgentBinary {
     pub size: u64,
     pub added_at: i64,
 }
+
+/// A person of an org's group of eligible users, as the last directory sync saw them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DirectoryUser {
+    /// The directory's `uid` (the campus id), lower case.
+    pub uid: String,
+    pub name: Option<String>,
+    pub mail: Option<String>,
+}
+
+/// Why a device was flagged for central IT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FlagKind {
+    /// Enrolled by someone outside the org's group of eligible users.
+    Outsider,
+    /// Its user left the group, and the org flags instead of deactivating.
+    Ineligible,
+    /// A partner reported it as unauthorized.
+    Partner,
+}
+
+impl FlagKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlagKind::Outsider => "outsider",
+            FlagKind::Ineligible => "ineligible",
+            FlagKind::Partner => "partner",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [FlagKind::Outsider, FlagKind::Ineligible, FlagKind::Partner]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+    }
+}
+
+/// Where a flag stands: open until central IT resolves it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FlagStatus {
+    Open,
+    Deactivated,
+    Dismissed,
+}
+
+impl FlagStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlagStatus::Open => "open",
+            FlagStatus::Deactivated => "deactivated",
+            FlagStatus::Dismissed => "dismissed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            FlagStatus::Open,
+            FlagStatus::Deactivated,
+            FlagStatus::Dismissed,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+}
+
+/// A device brought to central IT's attention.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Flag {
+    pub id: u64,
+    pub org: OrgCode,
+    pub device_id: String,
+    pub kind: FlagKind,
+    pub reason: String,
+    pub raised_by: String,
+    pub raised_at: i64,
+    pub status: FlagStatus,
+    pub resolved_by: Option<String>,
+    pub resolved_at: Option<i64>,
+    pub note: Option<String>,
+}
+
+/// A flag to raise; `id` and the resolution come later.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewFlag {
+    pub device_id: String,
+    pub kind: FlagKind,
+    pub reason: String,
+    pub raised_by: String,
+}
+
+/// What one directory sync changes in one org, applied in one transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectoryChange {
+    pub org: OrgCode,
+    /// The whole group as the directory has it now; replaces the stored one.
+    pub users: Vec<DirectoryUser>,
+    /// Active devices to deactivate, with the reason shown beside them.
+    pub deactivate: Vec<(String, String)>,
+    pub flags: Vec<NewFlag>,
+    pub at: i64,
+}
+
+/// What [`DirectoryChange`] did: the devices really deactivated and flags really raised (a
+/// device deactivated meanwhile, or flagged already for the same kind, is left out).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DirectoryOutcome {
+    pub deactivated: Vec<String>,
+    pub flagged: Vec<String>,
+}

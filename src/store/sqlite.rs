@@ -22,6 +22,7 @@
 
 mod agent_binaries;
 mod build_lock;
+mod directory;
 mod fleet;
 mod people;
 mod halt;
@@ -228,7 +229,7 @@ fn require_release(conn: &Connection, version: &Version) -> Result<()> {
 }
 
 const ORG_COLUMNS: &str = "code, name, contact_email, seats, channel, pinned_version, \
-     backup_include, backup_exclude, settings, registration_key, created_at, updated_at";
+     backup_include, backup_exclude, settings, registration_key, created_at, updated_at, directory";
 
 fn load_org(conn: &Connection, code: &OrgCode) -> Result<Option<Org>> {
     let mut stmt =
@@ -375,7 +376,7 @@ impl MetaStore for SqliteStore {
             let c = &org.config;
             tx.prepare_cached(&format!(
                 "INSERT INTO orgs ({ORG_COLUMNS}) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
             ))?
             .execute(params![
                 org.code.as_str(),
@@ -390,6 +391,7 @@ impl MetaStore for SqliteStore {
                 org.registration_key.as_str(),
                 org.created_at,
                 org.updated_at,
+                to_json("directory", &c.directory_fields())?,
             ])
             .map_err(conflict_on_duplicate(|| {
                 format!("org {} already exists", org.code)
@@ -416,7 +418,7 @@ impl MetaStore for SqliteStore {
                 .prepare_cached(
                     "UPDATE orgs SET name = ?2, contact_email = ?3, seats = ?4, channel = ?5, \
                      pinned_version = ?6, backup_include = ?7, backup_exclude = ?8, \
-                     settings = ?9, updated_at = ?10 WHERE code = ?1",
+                     settings = ?9, updated_at = ?10, directory = ?11 WHERE code = ?1",
                 )?
                 .execute(params![
                     code.as_str(),
@@ -429,6 +431,7 @@ impl MetaStore for SqliteStore {
                     to_json("backup.exclude", &config.backup.exclude)?,
                     to_json("settings", &config.settings)?,
                     now,
+                    to_json("directory", &config.directory_fields())?,
                 ])?;
             if changed == 0 {
                 return Err(StoreError::NotFound(format!("org {code}")));
@@ -966,6 +969,29 @@ impl MetaStore for SqliteStore {
         let (changed, counter) =
             self.write_counted(|tx| fleet::deactivate_device(tx, org, id, now))?;
         Ok(changed.then_some(counter))
+    }
+
+    fn directory_users(&self, org: &OrgCode) -> Result<Vec<super::DirectoryUser>> {
+        self.read(|tx| directory::directory_users(tx, org))
+    }
+
+    fn apply_directory_change(
+        &self,
+        change: &super::DirectoryChange,
+    ) -> Result<(super::DirectoryOutcome, u64)> {
+        self.write_counted(|tx| directory::apply_directory_change(tx, change))
+    }
+
+    fn deactivation_reasons(&self, org: &OrgCode) -> Result<Vec<(String, String)>> {
+        self.read(|tx| directory::deactivation_reasons(tx, org))
+    }
+
+    fn list_flags(
+        &self,
+        org: Option<&OrgCode>,
+        status: Option<super::FlagStatus>,
+    ) -> Result<Vec<super::Flag>> {
+        self.read(|tx| directory::list_flags(tx, org, status))
     }
 
     fn record_checkins(&self, checkins: &[super::Checkin]) -> Result<()> {

@@ -4,6 +4,7 @@
 //! parse input and shape output.
 
 pub mod audit;
+pub mod directory;
 pub mod downloads;
 pub mod fleet;
 pub mod identity;

@@ -44,6 +44,18 @@ pub struct NewOrg {
     #[schema(value_type = Option<Object>)]
     pub backup: Option<BackupSelection>,
     pub settings: Option<BTreeMap<String, String>>,
+    /// The org's client contact `{name, email, phone}`.
+    #[serde(default)]
+    pub contact: Option<crate::org::Contact>,
+    /// The directory group of the people eligible for the service.
+    #[serde(default)]
+    pub users_group: Option<String>,
+    #[serde(default)]
+    pub partners_group: Option<String>,
+    #[serde(default)]
+    pub on_ineligible: Option<crate::org::OnIneligible>,
+    #[serde(default)]
+    pub stale_after_days: Option<u32>,
 }
 
 /// What `GET /v1/orgs/{org}` gave, with changes. Its `Debug` shows the registration key's first
@@ -70,6 +82,18 @@ pub struct OrgUpdate {
     pub backup: BackupSelection,
     #[serde(default)]
     pub settings: BTreeMap<String, String>,
+    /// The org's client contact `{name, email, phone}`.
+    #[serde(default)]
+    pub contact: Option<crate::org::Contact>,
+    /// The directory group of the people eligible for the service.
+    #[serde(default)]
+    pub users_group: Option<String>,
+    #[serde(default)]
+    pub partners_group: Option<String>,
+    #[serde(default)]
+    pub on_ineligible: Option<crate::org::OnIneligible>,
+    #[serde(default)]
+    pub stale_after_days: Option<u32>,
 }
 
 impl std::fmt::Debug for OrgUpdate {
@@ -92,6 +116,11 @@ impl std::fmt::Debug for OrgUpdate {
             .field("pinned_version", &self.pinned_version)
             .field("backup", &self.backup)
             .field("settings", &self.settings)
+            .field("contact", &self.contact)
+            .field("users_group", &self.users_group)
+            .field("partners_group", &self.partners_group)
+            .field("on_ineligible", &self.on_ineligible)
+            .field("stale_after_days", &self.stale_after_days)
             .finish()
     }
 }
@@ -150,6 +179,11 @@ pub async fn create_org(
         pinned_version: new.pinned_version,
         backup: new.backup.unwrap_or_else(default_backup_selection),
         settings: new.settings.unwrap_or_else(default_settings),
+        contact: new.contact,
+        users_group: new.users_group,
+        partners_group: new.partners_group,
+        on_ineligible: new.on_ineligible,
+        stale_after_days: new.stale_after_days,
     })
     .map_err(ServiceError::from)?;
     let actor = actor(&caller, address);
@@ -243,6 +277,11 @@ pub async fn put_org(
             pinned_version: update.pinned_version,
             backup: update.backup,
             settings: update.settings,
+            contact: update.contact,
+            users_group: update.users_group,
+            partners_group: update.partners_group,
+            on_ineligible: update.on_ineligible,
+            stale_after_days: update.stale_after_days,
         })
         .map_err(ServiceError::from)?;
         Ok(state.depot.update_org(&actor, &code, config)?)

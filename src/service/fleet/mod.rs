@@ -171,6 +171,10 @@ pub struct DeviceView {
     pub last_seen_at: Option<String>,
     pub last_address: Option<String>,
     pub active: bool,
+    /// `active`, `flagged` (an open flag awaits central IT) or `deactivated`.
+    pub state: &'static str,
+    /// Why the directory sync or central IT deactivated it, where recorded.
+    pub deactivated_reason: Option<String>,
 }
 
 impl From<&Device> for DeviceView {
@@ -188,6 +192,12 @@ impl From<&Device> for DeviceView {
             last_seen_at: d.last_seen_at.map(rfc3339),
             last_address: d.last_address.clone(),
             active: d.deactivated_at.is_none(),
+            state: if d.deactivated_at.is_none() {
+                "active"
+            } else {
+                "deactivated"
+            },
+            deactivated_reason: None,
         }
     }
 }
@@ -493,6 +503,16 @@ impl Depot {
             Some(c) if c.counter >= counter => {}
             _ => *slot = None,
         }
+    }
+
+    /// Drops devices this process deactivated in a commit that left the counter at `counter`
+    /// (the directory sync), so their tokens are refused from the next request on.
+    pub(crate) fn forget_devices(&self, counter: u64, ids: &[String]) {
+        self.apply_device_change(counter, |devices| {
+            for id in ids {
+                devices.remove(id);
+            }
+        });
     }
 
     /// The enrolled, active device a device token names.
@@ -822,6 +842,13 @@ impl Depot {
             .transpose()?;
         let version = filter.version.as_deref().map(Version::parse).transpose()?;
         let q = filter.q.as_deref().map(str::to_lowercase);
+        let reasons: std::collections::HashMap<String, String> =
+            self.meta.deactivation_reasons(org)?.into_iter().collect();
+        let open_flags = self
+            .meta
+            .list_flags(Some(org), Some(crate::store::FlagStatus::Open))?;
+        let flagged: std::collections::HashSet<&str> =
+            open_flags.iter().map(|f| f.device_id.as_str()).collect();
         Ok(self
             .meta
             .list_devices(Some(org))?
@@ -842,7 +869,14 @@ impl Depot {
                     d.hostname.to_lowercase().contains(q) || d.user.to_lowercase().contains(q)
                 })
             })
-            .map(DeviceView::from)
+            .map(|d| {
+                let mut view = DeviceView::from(d);
+                view.deactivated_reason = reasons.get(&d.id).cloned();
+                if view.active && flagged.contains(d.id.as_str()) {
+                    view.state = "flagged";
+                }
+                view
+            })
             .collect())
     }
 

@@ -103,7 +103,7 @@ pub(super) fn to_i64(what: &str, value: u64) -> Result<i64> {
 }
 
 pub(super) const ORG_COLUMNS: &str = "code, name, contact_email, seats, channel, pinned_version, \
-     backup_include, backup_exclude, settings, registration_key, created_at, updated_at";
+     backup_include, backup_exclude, settings, registration_key, created_at, updated_at, directory";
 
 pub(super) fn org(row: &Row) -> Result<Org> {
     let c = Cells::new(row, "orgs", &["code"]);
@@ -120,7 +120,9 @@ pub(super) fn org(row: &Row) -> Result<Org> {
             exclude: c.json("backup_exclude")?,
         },
         settings: c.json("settings")?,
-    };
+        ..Default::default()
+    }
+    .with_directory_fields(c.json("directory")?);
     let config = OrgConfig::try_from(input).map_err(|e| c.corrupt("configuration", e))?;
     Ok(Org {
         code: c.parse("code", OrgCode::parse)?,

@@ -19,7 +19,7 @@ use crate::store::StoreError;
 /// The `pg_advisory_xact_lock` key migrations hold ("depot" in ASCII, then 1).
 pub(super) const MIGRATION_LOCK: i64 = 0x6465_706f_7401;
 
-pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
 
 const V1: &str = r#"
 -- One row per counter; `changes` moves with every commit of cacheable state (not the audit log,
@@ -271,6 +271,42 @@ CREATE TABLE rollout_holds (
 );
 
 CREATE INDEX manifests_by_org_platform ON manifests (org, platform, serial);
+"#;
+
+/// Directory sync (CONTRACT 10): the org's directory settings, its eligible users, why a device
+/// was deactivated, and the flags raised for central IT.
+const V5: &str = r#"
+ALTER TABLE orgs ADD COLUMN directory jsonb NOT NULL DEFAULT '{}';
+
+CREATE TABLE directory_users (
+    org       text NOT NULL REFERENCES orgs (code) ON DELETE CASCADE,
+    uid       text NOT NULL,
+    name      text,
+    mail      text,
+    synced_at bigint NOT NULL,
+    PRIMARY KEY (org, uid)
+);
+
+CREATE TABLE device_deactivations (
+    device_id text PRIMARY KEY REFERENCES devices (id) ON DELETE CASCADE,
+    reason    text NOT NULL
+);
+
+CREATE TABLE flags (
+    id          bigserial PRIMARY KEY,
+    org         text NOT NULL REFERENCES orgs (code) ON DELETE CASCADE,
+    device_id   text NOT NULL REFERENCES devices (id) ON DELETE CASCADE,
+    kind        text NOT NULL CHECK (kind IN ('outsider', 'ineligible', 'partner')),
+    reason      text NOT NULL,
+    raised_by   text NOT NULL,
+    raised_at   bigint NOT NULL,
+    status      text NOT NULL CHECK (status IN ('open', 'deactivated', 'dismissed')),
+    resolved_by text,
+    resolved_at bigint,
+    note        text
+);
+CREATE INDEX flags_by_device ON flags (device_id, kind);
+CREATE INDEX flags_by_org ON flags (org, status);
 "#;
 
 /// Brings the schema to the latest version; refuses a database from a newer depot. Returns the

@@ -103,7 +103,9 @@ pub(super) fn org(row: &Row) -> Result<Org> {
             exclude: c.json("backup_exclude")?,
         },
         settings: c.json("settings")?,
-    };
+        ..Default::default()
+    }
+    .with_directory_fields(c.json("directory")?);
     let config = OrgConfig::try_from(input).map_err(|e| c.corrupt("configuration", e))?;
     Ok(Org {
         code: c.parse("code", OrgCode::parse)?,

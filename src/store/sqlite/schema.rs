@@ -12,7 +12,7 @@
 use crate::store::{Result, StoreError};
 use rusqlite::{Connection, TransactionBehavior};
 
-pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8];
 
 const V1: &str = r#"
 -- One row per counter; `changes` moves with every commit of cacheable state (not the audit log).
@@ -351,4 +351,40 @@ CREATE TABLE agent_binaries (
     size     INTEGER NOT NULL CHECK (size >= 0),
     added_at INTEGER NOT NULL
 ) STRICT;
+"#;
+
+/// Directory sync (CONTRACT 10): the org's directory settings, its eligible users, why a device
+/// was deactivated, and the flags raised for central IT.
+const V8: &str = r#"
+ALTER TABLE orgs ADD COLUMN directory TEXT NOT NULL DEFAULT '{}';
+
+CREATE TABLE directory_users (
+    org       TEXT NOT NULL REFERENCES orgs (code) ON DELETE CASCADE,
+    uid       TEXT NOT NULL,
+    name      TEXT,
+    mail      TEXT,
+    synced_at INTEGER NOT NULL,
+    PRIMARY KEY (org, uid)
+) STRICT;
+
+CREATE TABLE device_deactivations (
+    device_id TEXT PRIMARY KEY REFERENCES devices (id) ON DELETE CASCADE,
+    reason    TEXT NOT NULL
+) STRICT;
+
+CREATE TABLE flags (
+    id          INTEGER PRIMARY KEY,
+    org         TEXT NOT NULL REFERENCES orgs (code) ON DELETE CASCADE,
+    device_id   TEXT NOT NULL REFERENCES devices (id) ON DELETE CASCADE,
+    kind        TEXT NOT NULL CHECK (kind IN ('outsider', 'ineligible', 'partner')),
+    reason      TEXT NOT NULL,
+    raised_by   TEXT NOT NULL,
+    raised_at   INTEGER NOT NULL,
+    status      TEXT NOT NULL CHECK (status IN ('open', 'deactivated', 'dismissed')),
+    resolved_by TEXT,
+    resolved_at INTEGER,
+    note        TEXT
+) STRICT;
+CREATE INDEX flags_by_device ON flags (device_id, kind);
+CREATE INDEX flags_by_org ON flags (org, status);
 "#;
