@@ -265,12 +265,18 @@ where
         if found.is_none() && matches!(parts.method, Method::GET | Method::HEAD) {
             return Ok(parts
                 .extensions
-                .get::<super::portal::SessionCaller>()
+                .get::<SessionCaller>()
                 .map(|s| s.0.clone()));
         }
         Ok(found)
     }
 }
+
+/// Stands in for a bearer token on `GET`/`HEAD` of `/v1/download/...`: the caller of a live
+/// portal session, put in the request's extensions by the portal's layer. It lives here, not in
+/// the portal, so that authentication does not depend on the portal (which depends on it).
+#[derive(Debug, Clone)]
+pub struct SessionCaller(pub Caller);
 
 /// The client's address as the audit log records it: the peer, or behind a trusted proxy the
 /// client it forwarded the request for.
