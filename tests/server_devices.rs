@@ -203,6 +203,35 @@ fn enrollment_keys_rate_limit_rotation_and_seats() {
     assert_eq!(*statuses.last().unwrap(), 429, "{statuses:?}");
 }
 
+/// Issue 13, item 5: one host guessing tokens behind a NAT must not lock out the others. After
+/// the address has used up its bad tokens, unknown tokens get 429 but valid admin and device
+/// tokens from that address keep working.
+#[test]
+fn bad_tokens_from_an_address_never_lock_out_valid_ones() {
+    let app = start();
+    let physics = app.org("physics", 10);
+    app.release("1.0.0", 100);
+    let (_, device) = app.device(&app.key(&physics), "lab-01");
+    app.settle();
+    assert_eq!(app.check(&device, None).0, 200);
+    let statuses: Vec<u16> = (0..25)
+        .map(|i| app.status(reqwest::Method::GET, "/v1/orgs", &format!("depot_guess_{i}")))
+        .collect();
+    assert_eq!(statuses[0], 401, "{statuses:?}");
+    assert_eq!(*statuses.last().unwrap(), 429, "{statuses:?}");
+    assert_eq!(app.check("depot_dev_guess", None).0, 429, "unknown device token");
+
+    assert_eq!(app.status(reqwest::Method::GET, "/v1/orgs", &app.admin), 200);
+    let (status, answer) = app.check(&device, None);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["offer"]["version"], "1.0.0", "{answer}");
+    assert_eq!(app.check(&device, Some("1.0.0")).0, 200);
+    assert_eq!(
+        app.status(reqwest::Method::GET, "/v1/orgs", "depot_guess_again"),
+        429
+    );
+}
+
 #[test]
 fn a_rollout_reaches_exactly_the_devices_its_buckets_name() {
     let app = start();

@@ -536,9 +536,14 @@ fn repeated_bad_tokens_are_rate_limited() {
     for _ in 0..20 {
         assert_eq!(app.get(PHYSICS_LINUX, Some("depot_guess")).status(), 401);
     }
-    let response = app.get(PHYSICS_LINUX, Some(PHYSICS));
+    let response = app.get(PHYSICS_LINUX, Some("depot_guess"));
     assert_eq!(response.status(), 429);
     assert_error_json(&response.text().unwrap(), Some("rate_limited"));
+    assert_eq!(
+        app.get(PHYSICS_LINUX, Some(PHYSICS)).status(),
+        200,
+        "a valid token is never refused for its address"
+    );
     assert_eq!(
         app.get(DEFAULT_LINUX, None).status(),
         200,

@@ -168,7 +168,8 @@ pub(crate) fn bearer_secret(headers: &HeaderMap) -> ApiResult<Option<&str>> {
 }
 
 /// The caller the request's credentials name: `None` when it presents none, 401 when they are
-/// unknown, revoked or malformed, 429 when its address has presented too many bad ones lately.
+/// unknown, revoked or malformed, 429 when they are unknown and its address has presented too
+/// many bad ones lately (a valid token is never refused for its address).
 pub async fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
@@ -177,11 +178,8 @@ pub async fn authenticate(
     let Some(secret) = bearer_secret(headers)? else {
         return Ok(None);
     };
-    if address.is_some_and(|a| state.auth_failures.is_blocked(a)) {
-        return Err(ApiError::RateLimited(
-            "too many bad tokens from this address; try again later".into(),
-        ));
-    }
+    // The token is looked up before the address's record is asked: a valid one always works, so
+    // guesses from one host behind a NAT do not lock out the others.
     let found = if secret.starts_with(crate::service::fleet::DEVICE_TOKEN_PREFIX) {
         // Device tokens: the update hot path, answered from the fleet's memory when it is fresh.
         match state.depot.clone() {
@@ -219,9 +217,15 @@ pub async fn authenticate(
     match found {
         Some(caller) => Ok(Some(caller)),
         None => {
-            if let Some(address) = address {
-                state.auth_failures.record_failure(address);
+            let Some(address) = address else {
+                return Err(ApiError::Unauthorized("unknown or revoked token".into()));
+            };
+            if state.auth_failures.is_blocked(address) {
+                return Err(ApiError::RateLimited(
+                    "too many bad tokens from this address; try again later".into(),
+                ));
             }
+            state.auth_failures.record_failure(address);
             Err(ApiError::Unauthorized("unknown or revoked token".into()))
         }
     }
@@ -264,12 +268,18 @@ where
         if found.is_none() && matches!(parts.method, Method::GET | Method::HEAD) {
             return Ok(parts
                 .extensions
-                .get::<super::portal::SessionCaller>()
+                .get::<SessionCaller>()
                 .map(|s| s.0.clone()));
         }
         Ok(found)
     }
 }
+
+/// Stands in for a bearer token on `GET`/`HEAD` of `/v1/download/...`: the caller of a live
+/// portal session, put in the request's extensions by the portal's layer. It lives here, not in
+/// the portal, so that authentication does not depend on the portal (which depends on it).
+#[derive(Debug, Clone)]
+pub struct SessionCaller(pub Caller);
 
 /// The client's address as the audit log records it: the peer, or behind a trusted proxy the
 /// client it forwarded the request for.

@@ -17,7 +17,7 @@ pub mod session;
 mod sso;
 mod view;
 
-use super::auth::{Caller, Principal};
+use super::auth::{Caller, Principal, SessionCaller};
 use super::error::ApiError;
 use super::incoming::BodyLimit;
 use super::AppState;
@@ -96,11 +96,6 @@ pub struct PortalState {
     sessions: Arc<Sessions>,
     templates: Arc<tera::Tera>,
 }
-
-/// Stands in for a bearer token on `GET`/`HEAD` of `/v1/download/...`: the caller of a live
-/// portal session, put in the request's extensions by [`mount`]'s layer.
-#[derive(Debug, Clone)]
-pub struct SessionCaller(pub Caller);
 
 /// A request's signed-in person: the session and its id.
 pub struct SignedIn {

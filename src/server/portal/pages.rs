@@ -142,7 +142,8 @@ pub struct LoginForm {
     csrf: String,
 }
 
-/// `POST /login`: a good token opens a session; bad ones count toward the address's limit.
+/// `POST /login`: a good token opens a session; bad ones count toward the address's limit, and
+/// past it are 429.
 pub async fn login(
     State(state): State<PortalState>,
     ClientAddr(address): ClientAddr,
@@ -150,12 +151,6 @@ pub async fn login(
     body: std::result::Result<Form<LoginForm>, FormRejection>,
 ) -> Result<Response> {
     let ip: Option<std::net::IpAddr> = address.parse().ok();
-    if ip.is_some_and(|a| state.app.auth_failures.is_blocked(a)) {
-        return Err(ApiError::RateLimited(
-            "too many failed sign-ins from this address; try again later".into(),
-        )
-        .into());
-    }
     if !state.depot.identity().roles.token_login {
         return Err(ApiError::Forbidden(
             "signing in with a token is turned off here; use the university's sign-in".into(),
@@ -190,7 +185,15 @@ pub async fn login(
         })
     });
     let Some(caller) = caller else {
+        // Only an unknown token is refused for its address: a valid one always signs in, so
+        // guesses from one host behind a NAT do not lock out the others.
         if let Some(a) = ip {
+            if state.app.auth_failures.is_blocked(a) {
+                return Err(ApiError::RateLimited(
+                    "too many failed sign-ins from this address; try again later".into(),
+                )
+                .into());
+            }
             state.app.auth_failures.record_failure(a);
         }
         let page = render_login(&state, expected, Some("That token is unknown or revoked."))?;
