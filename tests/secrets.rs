@@ -527,7 +527,17 @@ fn scenario(format: LogFormat) {
     secrets.push(Secret::token("the agent's device token", &agent_token));
     // Asking for the HTTP client's wire dump by name must not bring it back either.
     let out = verbose(
-        &mut ws.command(&["agent", "run", "--once", "--state-dir", state_arg]),
+        // Random payload bytes: the package's own install.sh would refuse them, and this
+        // test is about logs, not installs.
+        &mut ws.command(&[
+            "agent",
+            "run",
+            "--once",
+            "--install-command",
+            "true",
+            "--state-dir",
+            state_arg,
+        ]),
         format,
     )
     .env("RUST_LOG", "trace,ureq_proto=trace")
@@ -663,7 +673,8 @@ fn debug_output_hides_secrets() {
         "code": "physics", "name": "Physics", "contact_email": null, "seats": 5,
         "channel": "stable", "pinned_version": null, "backup": {"include": [], "exclude": []},
         "settings": {}, "registration_key": KEY, "created_at": "2026-01-01T00:00:00Z",
-        "updated_at": "2026-01-01T00:00:00Z",
+        "updated_at": "2026-01-01T00:00:00Z", "contact": {}, "users_group": null,
+        "partners_group": null, "on_ineligible": "deactivate", "stale_after_days": 7,
     }))
     .unwrap();
     hides_key(format!("{view:?}"));

@@ -215,13 +215,26 @@ fn bad_tokens_from_an_address_never_lock_out_valid_ones() {
     app.settle();
     assert_eq!(app.check(&device, None).0, 200);
     let statuses: Vec<u16> = (0..25)
-        .map(|i| app.status(reqwest::Method::GET, "/v1/orgs", &format!("depot_guess_{i}")))
+        .map(|i| {
+            app.status(
+                reqwest::Method::GET,
+                "/v1/orgs",
+                &format!("depot_guess_{i}"),
+            )
+        })
         .collect();
     assert_eq!(statuses[0], 401, "{statuses:?}");
     assert_eq!(*statuses.last().unwrap(), 429, "{statuses:?}");
-    assert_eq!(app.check("depot_dev_guess", None).0, 429, "unknown device token");
+    assert_eq!(
+        app.check("depot_dev_guess", None).0,
+        429,
+        "unknown device token"
+    );
 
-    assert_eq!(app.status(reqwest::Method::GET, "/v1/orgs", &app.admin), 200);
+    assert_eq!(
+        app.status(reqwest::Method::GET, "/v1/orgs", &app.admin),
+        200
+    );
     let (status, answer) = app.check(&device, None);
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["offer"]["version"], "1.0.0", "{answer}");

@@ -43,9 +43,9 @@ pub fn run(global: &GlobalArgs, cmd: AgentBinaryCommand) -> anyhow::Result<()> {
                 return print_json(&added);
             }
             for b in &added {
-                println!("{}: {} ({})", b.platform, b.sha256, human_size(b.size));
+                outln!("{}: {} ({})", b.platform, b.sha256, human_size(b.size));
             }
-            println!(
+            outln!(
                 "{} packages rebuilt, {} unchanged",
                 report.built.len(),
                 report.unchanged

@@ -11,6 +11,7 @@ pub enum DirectoryCommand {
     /// Reads each org's users_group and applies it: users added and removed, devices of people
     /// who left deactivated (or flagged), devices of outsiders flagged.
     Sync {
+        /// Only this org (default: every org that names a users_group).
         #[arg(long)]
         org: Option<OrgCode>,
         /// Applies a group that shrank by more than half since the last sync (otherwise held).
@@ -39,10 +40,10 @@ pub fn run(global: &GlobalArgs, cmd: DirectoryCommand) -> anyhow::Result<()> {
             };
             for o in &report.orgs {
                 if let Some(why) = &o.held {
-                    println!("{}: HELD: {why}", o.org);
+                    outln!("{}: HELD: {why}", o.org);
                     continue;
                 }
-                println!(
+                outln!(
                     "{}: {} users in {}; added: {}; removed: {}; devices deactivated: {}; flagged: {}",
                     o.org,
                     o.users,

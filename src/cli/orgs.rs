@@ -111,9 +111,9 @@ pub fn run(global: &GlobalArgs, cmd: OrgCommand) -> anyhow::Result<()> {
             show(global, &OrgView::from(&depot.org(&code)?))?;
             if !global.json {
                 for o in depot.overlays(&code)? {
-                    println!("overlay file:     {} ({} bytes)", o.name, o.bytes.len());
+                    outln!("overlay file:     {} ({} bytes)", o.name, o.bytes.len());
                 }
-                println!("revision:         {}", depot.org_revision(&code)?);
+                outln!("revision:         {}", depot.org_revision(&code)?);
             }
         }
         OrgCommand::Export { code, out } => {

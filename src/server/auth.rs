@@ -266,10 +266,7 @@ where
         let found = authenticate(state, &parts.headers, peer(parts)).await?;
         // A portal session stands in for a token on reads only (downloads from the pages).
         if found.is_none() && matches!(parts.method, Method::GET | Method::HEAD) {
-            return Ok(parts
-                .extensions
-                .get::<SessionCaller>()
-                .map(|s| s.0.clone()));
+            return Ok(parts.extensions.get::<SessionCaller>().map(|s| s.0.clone()));
         }
         Ok(found)
     }

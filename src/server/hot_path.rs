@@ -167,10 +167,7 @@ fn needs_token() -> ApiError {
 /// The device a well-formed device token names, found in memory: then authentication cannot
 /// fail (a valid token is never refused for its address). `None` sends the request the route's
 /// way, which answers every other case.
-fn device_checking_in(
-    state: &ApiState,
-    headers: &axum::http::HeaderMap,
-) -> Option<CheckingDevice> {
+fn device_checking_in(state: &ApiState, headers: &axum::http::HeaderMap) -> Option<CheckingDevice> {
     let secret = bearer_secret(headers).ok()??;
     if !secret.starts_with(DEVICE_TOKEN_PREFIX) {
         return None;
@@ -340,8 +337,10 @@ mod tests {
         }
         assert!(metrics.contains("depot_http_requests_in_flight 0"));
 
-        // An address refused for bad tokens is refused with a good one too, on both paths.
+        // An address refused for bad tokens (issue 13 item 5) is refused further bad tokens,
+        // while a good token still works, alike on both paths.
         let good = || request(device, json, &check("null"));
+        let wrong = || request(Some("depot_dev_wrong"), json, &check("null"));
         for _ in 0..1000 {
             let bad = app
                 .handle(request(Some("depot_dev_wrong"), json, &check("null")))
@@ -352,6 +351,12 @@ mod tests {
         }
         let own = status_and_body(app.handle(good()).await).await;
         let routed = tower::ServiceExt::oneshot(app.router().clone(), good())
+            .await
+            .unwrap();
+        assert_eq!(own.0, 200);
+        assert_eq!(own, status_and_body(routed).await);
+        let own = status_and_body(app.handle(wrong()).await).await;
+        let routed = tower::ServiceExt::oneshot(app.router().clone(), wrong())
             .await
             .unwrap();
         assert_eq!(own.0, 429);

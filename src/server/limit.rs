@@ -142,12 +142,18 @@ mod tests {
         limiter.record_failure(same_64);
         assert!(limiter.is_blocked(one));
         assert!(limiter.is_blocked("2001:db8:1:2::99".parse().unwrap()));
-        assert!(!limiter.is_blocked(other_64), "another /64 is another client");
+        assert!(
+            !limiter.is_blocked(other_64),
+            "another /64 is another client"
+        );
 
         let v4: IpAddr = "192.0.2.7".parse().unwrap();
         let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
         limiter.record_failure(v4);
         limiter.record_failure(mapped);
-        assert!(limiter.is_blocked(v4), "an IPv4-mapped address is that IPv4 client");
+        assert!(
+            limiter.is_blocked(v4),
+            "an IPv4-mapped address is that IPv4 client"
+        );
     }
 }

@@ -16,8 +16,8 @@ mod tokens;
 mod verify;
 pub mod views;
 
-pub use build::{BuildFailure, BuildReport, BuildScope, BuiltPackage, NoProgress, Progress};
 pub use agent_binaries::{agent_entry_name, AgentBinarySource, MAX_AGENT_BINARY_BYTES};
+pub use build::{BuildFailure, BuildReport, BuildScope, BuiltPackage, NoProgress, Progress};
 pub use directory::{DirectorySyncReport, OrgSyncReport, UserView};
 pub use export::ExportedFile;
 pub use releases::{ChannelSummary, PayloadSource, MAX_NOTES_LEN};

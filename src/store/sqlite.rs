@@ -24,8 +24,8 @@ mod agent_binaries;
 mod build_lock;
 mod directory;
 mod fleet;
-mod people;
 mod halt;
+mod people;
 mod rows;
 mod schema;
 

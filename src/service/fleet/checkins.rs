@@ -143,6 +143,10 @@ struct Pending {
     devices: Mutex<HashMap<String, Coalesced>>,
     /// Signalled when enough devices wait.
     ready: Condvar,
+    /// Held by a flush from taking the queue to its commit, so that a flush that finds the queue
+    /// empty returns only once an earlier flush's check-ins are in the store: a report looking
+    /// for the offer a check-in recorded must not miss it while another thread writes it.
+    flushing: Mutex<()>,
 }
 
 impl Pending {
@@ -212,6 +216,7 @@ impl CheckinBuffer {
 }
 
 fn flush_pending(pending: &Pending, meta: &dyn MetaStore) -> Result<()> {
+    let _flushing = pending.flushing.lock().unwrap_or_else(|p| p.into_inner());
     let taken = std::mem::take(&mut *pending.lock());
     if taken.is_empty() {
         return Ok(());
