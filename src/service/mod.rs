@@ -358,6 +358,14 @@ impl Depot {
         &self.identity
     }
 
+    /// The audit events `filter` selects, newest first.
+    pub fn audit_events(
+        &self,
+        filter: &crate::store::AuditFilter,
+    ) -> Result<Vec<crate::store::AuditEvent>> {
+        Ok(self.meta.query_audit(filter)?)
+    }
+
     pub(crate) fn audit(
         &self,
         actor: &Actor,

@@ -23,6 +23,11 @@ fn random_hex(bytes: usize) -> String {
 }
 
 impl Depot {
+    /// Every API token's record (hashes only, never a secret).
+    pub fn tokens(&self) -> Result<Vec<TokenRecord>> {
+        Ok(self.meta.list_tokens()?)
+    }
+
     pub fn create_token(
         &self,
         actor: &Actor,

@@ -87,6 +87,6 @@ pub async fn query_audit(
         since: query.since.as_deref().map(parse_since).transpose()?,
         limit: Some(query.limit.unwrap_or(MAX_LIMIT).clamp(1, MAX_LIMIT)),
     };
-    let events = blocking(move || state.depot.meta().query_audit(&filter)).await?;
+    let events = blocking(move || state.depot.audit_events(&filter)).await?;
     Ok(Json(events.iter().map(AuditView::from).collect()))
 }

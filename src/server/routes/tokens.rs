@@ -81,7 +81,7 @@ pub async fn list_tokens(
     caller: Caller,
 ) -> ApiResult<Json<Vec<TokenView>>> {
     require_admin(&caller)?;
-    let tokens = blocking(move || state.depot.meta().list_tokens()).await?;
+    let tokens = blocking(move || state.depot.tokens()).await?;
     Ok(Json(tokens.iter().map(TokenView::from).collect()))
 }
 
